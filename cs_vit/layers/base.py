@@ -1,0 +1,79 @@
+"""The base class every layer and model shares: parameters, gradients, modes.
+
+A layer keeps its learnable arrays in ``self.params`` and their gradients, under
+the same keys, in ``self.grads``. ``backward`` writes the gradients; optimizers
+read them. Sub-layers are found automatically (attributes that are layers, or
+lists of layers), so ``model.parameters()`` walks the whole tree with dotted
+names such as ``blocks.0.attn.q_proj.weight``.
+"""
+from __future__ import annotations
+
+from cs_vit.backend import xp
+
+
+class GradientDict(dict):
+    """``grads`` dictionary that writes into the existing gradient buffers.
+
+    Optimizers hold references to these buffers, so ``grads["weight"] = dw``
+    copies ``dw`` into the buffer instead of replacing it, and a gradient of
+    the wrong shape is reported where it is assigned.
+    """
+
+    def __setitem__(self, key, value):
+        if key not in self:
+            super().__setitem__(key, value)
+            return
+        buffer = self[key]
+        if buffer.shape != value.shape:
+            raise ValueError(
+                f"gradient '{key}' has shape {value.shape}, but the parameter has shape "
+                f"{buffer.shape}; a gradient must have its parameter's shape"
+            )
+        buffer[...] = value
+
+
+class Layer:
+    """Base class: ``params``/``grads`` dicts, ``train()``/``eval()``, ``parameters()``."""
+
+    def __init__(self):
+        self.params = {}
+        self.grads = GradientDict()
+        self.training = True
+
+    def add_param(self, key, value):
+        """Register a learnable array and a zeroed gradient buffer of its shape."""
+        self.params[key] = value
+        dict.__setitem__(self.grads, key, xp.zeros_like(value))
+
+    def children(self):
+        """(name, layer) pairs of the direct sub-layers, in definition order."""
+        for attr, value in vars(self).items():
+            if isinstance(value, Layer):
+                yield attr, value
+            elif isinstance(value, (list, tuple)) and value and isinstance(value[0], Layer):
+                for i, layer in enumerate(value):
+                    yield f"{attr}.{i}", layer
+
+    def parameters(self, prefix=""):
+        """Yield ``(name, value, grad)`` for every parameter of this layer and below."""
+        for key, value in self.params.items():
+            yield prefix + key, value, self.grads[key]
+        for attr, child in self.children():
+            yield from child.parameters(prefix + attr + ".")
+
+    def zero_grad(self):
+        for _, _, grad in self.parameters():
+            grad[...] = 0
+
+    def train(self, mode=True):
+        """Training mode (dropout active); ``train(False)`` is the same as ``eval()``."""
+        self.training = mode
+        for _, child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)

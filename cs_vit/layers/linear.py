@@ -1,0 +1,48 @@
+"""Fully connected layer: ``out = x @ W.T + b`` over the last axis."""
+from __future__ import annotations
+
+import math
+
+from cs_vit.layers.base import Layer
+from cs_vit.layers.init import uniform
+
+
+class Linear(Layer):
+    """Affine map on the last axis, with weights stored as torch's ``nn.Linear``.
+
+    Params: ``weight`` (out_features, in_features), ``bias`` (out_features,).
+    Initialised like torch: U(-1/sqrt(in), 1/sqrt(in)) for both.
+    """
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1.0 / math.sqrt(in_features)
+        self.add_param("weight", uniform((out_features, in_features), bound))
+        if bias:
+            self.add_param("bias", uniform((out_features,), bound))
+        self.x = None
+
+    def forward(self, x):
+        """x: (..., in_features) -> out: (..., out_features)."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear expected inputs with last dimension {self.in_features}, "
+                f"got shape {x.shape}"
+            )
+        self.x = x
+        # One 2-D matrix product over all leading dims is much faster than a batched one.
+        out = x.reshape(-1, self.in_features) @ self.params["weight"].T
+        if "bias" in self.params:
+            out += self.params["bias"]
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def backward(self, dout):
+        """dout: (..., out_features) -> dx: (..., in_features); fills grads."""
+        x2d = self.x.reshape(-1, self.in_features)
+        dout2d = dout.reshape(-1, self.out_features)
+        self.grads["weight"] = dout2d.T @ x2d
+        if "bias" in self.params:
+            self.grads["bias"] = dout2d.sum(axis=0)
+        dx = dout2d @ self.params["weight"]
+        return dx.reshape(self.x.shape)

@@ -1,0 +1,4 @@
+"""Kept for tools that expect it; all metadata lives in pyproject.toml."""
+from setuptools import setup
+
+setup()

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from cs_vit.layers import Linear
+from tests.gradcheck import TORCH_TOL, assert_gradients_match, max_abs_diff
+
+
+def test_linear_backward_matches_numerical_gradient(float64):
+    layer = Linear(5, 4)
+    x = np.random.default_rng(1).standard_normal((2, 3, 5))
+    assert_gradients_match(layer, (x,))
+
+
+def test_linear_matches_torch_forward_and_backward(float64):
+    layer = Linear(6, 3)
+    ref = torch.nn.Linear(6, 3).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(layer.params["weight"]))
+        ref.bias.copy_(torch.from_numpy(layer.params["bias"]))
+    x = np.random.default_rng(2).standard_normal((4, 2, 6))
+    dout = np.random.default_rng(3).standard_normal((4, 2, 3))
+    x_t = torch.from_numpy(x).requires_grad_()
+    out_t = ref(x_t)
+    out_t.backward(torch.from_numpy(dout))
+
+    out = layer.forward(x)
+    dx = layer.backward(dout)
+    assert max_abs_diff(out, out_t) <= TORCH_TOL
+    assert max_abs_diff(dx, x_t.grad) <= TORCH_TOL
+    assert max_abs_diff(layer.grads["weight"], ref.weight.grad) <= TORCH_TOL
+    assert max_abs_diff(layer.grads["bias"], ref.bias.grad) <= TORCH_TOL
+
+
+def test_linear_without_bias_has_only_a_weight():
+    layer = Linear(3, 2, bias=False)
+    assert list(layer.params) == ["weight"]
+    layer.forward(np.ones((1, 3), dtype=np.float32))
+    assert layer.backward(np.ones((1, 2), dtype=np.float32)).shape == (1, 3)
+
+
+def test_linear_rejects_wrong_feature_size():
+    with pytest.raises(ValueError, match="last dimension 4"):
+        Linear(4, 2).forward(np.ones((3, 5), dtype=np.float32))
+
+
+def test_linear_keeps_float32():
+    layer = Linear(4, 2)
+    out = layer.forward(np.ones((3, 4), dtype=np.float32))
+    assert out.dtype == np.float32
+    assert layer.backward(np.ones_like(out)).dtype == np.float32
+
+
+@settings(max_examples=20, deadline=None)
+@given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+       d_in=st.integers(1, 6), d_out=st.integers(1, 6))
+def test_linear_handles_any_leading_dims(lead, d_in, d_out):
+    layer = Linear(d_in, d_out)
+    x = np.ones((*lead, d_in), dtype=np.float32)
+    out = layer.forward(x)
+    assert out.shape == (*lead, d_out)
+    assert layer.backward(np.ones_like(out)).shape == x.shape

@@ -8,7 +8,12 @@ names such as ``blocks.0.attn.q_proj.weight``.
 """
 from __future__ import annotations
 
+from cs_vit import backend
 from cs_vit.backend import xp
+
+
+def _is_array(value):
+    return hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__array__")
 
 
 class GradientDict(dict):
@@ -74,6 +79,22 @@ class Layer:
 
     def eval(self):
         return self.train(False)
+
+    def to_active_backend(self):
+        """Move every array of this layer and below onto the active backend (numpy/cupy).
+
+        Call it after ``backend.use(...)`` and before creating an optimizer: the
+        parameter and gradient arrays are replaced by copies on the new device.
+        """
+        for attr, value in list(vars(self).items()):
+            if _is_array(value):
+                setattr(self, attr, backend.asarray(value, dtype=value.dtype))
+        for key, value in self.params.items():
+            self.params[key] = backend.asarray(value, dtype=value.dtype)
+            dict.__setitem__(self.grads, key, xp.zeros_like(self.params[key]))
+        for _, child in self.children():
+            child.to_active_backend()
+        return self
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)

@@ -1,0 +1,33 @@
+"""The transformer's position-wise feed-forward network (timm's ``Mlp``)."""
+from __future__ import annotations
+
+from cs_vit.layers.activations import GELU
+from cs_vit.layers.base import Layer
+from cs_vit.layers.dropout import Dropout
+from cs_vit.layers.linear import Linear
+
+
+class MLP(Layer):
+    """``fc1`` -> ``act`` (GELU) -> ``drop1`` -> ``fc2`` -> ``drop2``, on every token.
+
+    ``dropout`` is the drop probability of both Dropout layers, placed as in
+    torch's ``nn.TransformerEncoderLayer`` feed-forward block.
+    """
+
+    def __init__(self, dim, hidden_dim, dropout=0.0):
+        super().__init__()
+        self.fc1 = Linear(dim, hidden_dim)
+        self.act = GELU()
+        self.drop1 = Dropout(dropout)
+        self.fc2 = Linear(hidden_dim, dim)
+        self.drop2 = Dropout(dropout)
+
+    def forward(self, x):
+        """x: (..., dim) -> out: (..., dim)."""
+        hidden = self.drop1(self.act(self.fc1(x)))
+        return self.drop2(self.fc2(hidden))
+
+    def backward(self, dout):
+        """dout: (..., dim) -> dx: (..., dim); fills fc1's and fc2's grads."""
+        dhidden = self.fc2.backward(self.drop2.backward(dout))
+        return self.fc1.backward(self.act.backward(self.drop1.backward(dhidden)))

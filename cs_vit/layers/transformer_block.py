@@ -1,0 +1,39 @@
+"""One pre-norm transformer encoder block, the unit a ViT stacks ``depth`` times."""
+from __future__ import annotations
+
+from cs_vit.layers.attention import MultiHeadAttention
+from cs_vit.layers.base import Layer
+from cs_vit.layers.dropout import Dropout
+from cs_vit.layers.layernorm import LayerNorm
+from cs_vit.layers.mlp import MLP
+
+
+class TransformerEncoderBlock(Layer):
+    """Pre-LN block: ``x = x + attn_out_drop(attn(norm1(x)))``; ``x = x + mlp(norm2(x))``.
+
+    Matches torch's ``nn.TransformerEncoderLayer(norm_first=True, activation="gelu",
+    batch_first=True)``: ``dropout`` is the drop probability after the attention
+    output projection and inside the MLP; ``attention_dropout`` drops attention
+    weights inside ``attn``. Sub-layer names follow timm: ``norm1``, ``attn``,
+    ``norm2``, ``mlp``. ``norm_eps`` is 1e-5 in torch's layer, 1e-6 in ViTs.
+    """
+
+    def __init__(self, dim, num_heads, mlp_dim, dropout=0.0, attention_dropout=0.0,
+                 norm_eps=1e-5):
+        super().__init__()
+        self.norm1 = LayerNorm(dim, eps=norm_eps)
+        self.attn = MultiHeadAttention(dim, num_heads, dropout=attention_dropout)
+        self.attn_out_drop = Dropout(dropout)
+        self.norm2 = LayerNorm(dim, eps=norm_eps)
+        self.mlp = MLP(dim, mlp_dim, dropout=dropout)
+
+    def forward(self, x, attn_mask=None):
+        """x: (N, T, D) -> out: (N, T, D). attn_mask: (T, T) or (N, T, T); 0 blocks."""
+        x = x + self.attn_out_drop(self.attn(self.norm1(x), attn_mask=attn_mask))
+        return x + self.mlp(self.norm2(x))
+
+    def backward(self, dout):
+        """dout: (N, T, D) -> dx: (N, T, D); each residual adds its skip path's gradient."""
+        dx = dout + self.norm2.backward(self.mlp.backward(dout))
+        dattn = self.attn.backward(self.attn_out_drop.backward(dx))
+        return dx + self.norm1.backward(dattn)

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from cs_vit import backend
+from cs_vit.layers import LayerNorm
+from tests.gradcheck import TORCH_TOL, assert_gradients_match, max_abs_diff
+
+
+def with_random_affine(layer, seed):
+    rng = np.random.default_rng(seed)
+    layer.params["weight"][...] = rng.standard_normal(layer.dim)
+    layer.params["bias"][...] = rng.standard_normal(layer.dim)
+    return layer
+
+
+def test_layernorm_backward_matches_numerical_gradient(float64):
+    layer = with_random_affine(LayerNorm(5), seed=0)
+    x = np.random.default_rng(1).standard_normal((2, 3, 5))
+    assert_gradients_match(layer, (x,))
+
+
+def test_layernorm_backward_matches_numerical_gradient_on_2d_input(float64):
+    layer = with_random_affine(LayerNorm(4), seed=0)
+    x = np.random.default_rng(1).standard_normal((3, 4))
+    assert_gradients_match(layer, (x,))
+
+
+def test_layernorm_matches_torch_forward_and_backward(float64):
+    N, T, D = 4, 3, 6
+    layer = with_random_affine(LayerNorm(D), seed=0)
+    ref = torch.nn.LayerNorm(D).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(layer.params["weight"]))
+        ref.bias.copy_(torch.from_numpy(layer.params["bias"]))
+    x = 2 + 3 * np.random.default_rng(2).standard_normal((N, T, D))
+    dout = np.random.default_rng(3).standard_normal((N, T, D))
+    x_t = torch.from_numpy(x).requires_grad_()
+    out_t = ref(x_t)
+    out_t.backward(torch.from_numpy(dout))
+
+    out = layer.forward(x)
+    dx = layer.backward(dout)
+    assert max_abs_diff(out, out_t) <= TORCH_TOL
+    assert max_abs_diff(dx, x_t.grad) <= TORCH_TOL
+    assert max_abs_diff(layer.grads["weight"], ref.weight.grad) <= TORCH_TOL
+    assert max_abs_diff(layer.grads["bias"], ref.bias.grad) <= TORCH_TOL
+
+
+def test_layernorm_starts_as_pure_normalisation():
+    layer = LayerNorm(3)
+    np.testing.assert_array_equal(layer.params["weight"], np.ones(3))
+    np.testing.assert_array_equal(layer.params["bias"], np.zeros(3))
+
+
+def test_layernorm_keeps_float32():
+    layer = LayerNorm(4)
+    out = layer.forward(np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert out.dtype == np.float32
+    assert layer.backward(np.ones_like(out)).dtype == np.float32
+    assert layer.grads["weight"].dtype == np.float32
+
+
+def test_layernorm_rejects_wrong_feature_size():
+    with pytest.raises(ValueError, match="last dimension 4, got shape \\(2, 5\\)"):
+        LayerNorm(4).forward(np.ones((2, 5), dtype=np.float32))
+
+
+shapes = st.tuples(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integers(1, 8))
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_layernorm_output_has_zero_mean_and_unit_variance_per_row(shape, seed):
+    lead, D = shape
+    x = 5 + 2 * np.random.default_rng(seed).standard_normal((*lead, D))
+    with backend.precision("float64"):
+        out = LayerNorm(D).forward(x)
+    var_x = x.var(axis=-1)
+    np.testing.assert_allclose(out.mean(axis=-1), 0, atol=1e-12)
+    # Exactly 1 up to eps: var(out) = var(x) / (var(x) + eps).
+    np.testing.assert_allclose(out.var(axis=-1), var_x / (var_x + 1e-5), rtol=1e-10)
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_layernorm_input_gradient_sums_to_zero_along_last_axis(shape, seed):
+    # Adding a constant to a row leaves the output unchanged, so dx is orthogonal to ones.
+    lead, D = shape
+    rng = np.random.default_rng(seed)
+    with backend.precision("float64"):
+        layer = with_random_affine(LayerNorm(D), seed)
+    layer.forward(rng.standard_normal((*lead, D)))
+    dx = layer.backward(rng.standard_normal((*lead, D)))
+    assert dx.shape == (*lead, D)
+    assert layer.grads["weight"].shape == (D,)
+    np.testing.assert_allclose(dx.sum(axis=-1), 0, atol=1e-10)

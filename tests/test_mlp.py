@@ -1,0 +1,77 @@
+import numpy as np
+import torch
+from hypothesis import given, settings, strategies as st
+
+from cs_vit import backend
+from cs_vit.layers import MLP
+from tests.gradcheck import TORCH_TOL, assert_gradients_match, max_abs_diff
+
+
+def test_mlp_backward_matches_numerical_gradient(float64):
+    layer = MLP(4, 6)
+    assert_gradients_match(layer, (np.random.default_rng(1).standard_normal((2, 3, 4)),))
+
+
+def test_mlp_with_dropout_backward_matches_numerical_gradient(float64):
+    layer = MLP(4, 6, dropout=0.3)
+
+    def call(x):
+        backend.seed(0)
+        return layer.forward(x)
+
+    assert_gradients_match(layer, (np.random.default_rng(1).standard_normal((2, 3, 4)),),
+                           call=call)
+    assert (layer.drop1.mask == 0).any() and (layer.drop2.mask == 0).any()
+
+
+def test_mlp_matches_torch_forward_and_backward(float64):
+    layer = MLP(5, 7)
+    ref = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.GELU(), torch.nn.Linear(7, 5))
+    ref = ref.double()
+    pairs = {"fc1": ref[0], "fc2": ref[2]}
+    with torch.no_grad():
+        for name, value, _ in layer.parameters():
+            sub, key = name.split(".")
+            getattr(pairs[sub], key).copy_(torch.from_numpy(value))
+    x = np.random.default_rng(2).standard_normal((2, 3, 5))
+    dout = np.random.default_rng(3).standard_normal((2, 3, 5))
+    x_t = torch.from_numpy(x).requires_grad_()
+    out_t = ref(x_t)
+    out_t.backward(torch.from_numpy(dout))
+
+    out = layer.forward(x)
+    dx = layer.backward(dout)
+    assert max_abs_diff(out, out_t) <= TORCH_TOL
+    assert max_abs_diff(dx, x_t.grad) <= TORCH_TOL
+    for name, _, grad in layer.parameters():
+        sub, key = name.split(".")
+        assert max_abs_diff(grad, getattr(pairs[sub], key).grad) <= TORCH_TOL, name
+
+
+def test_mlp_dropout_is_identity_in_eval_mode():
+    layer = MLP(4, 8, dropout=0.5)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    layer.eval()
+    first = layer.forward(x)
+    np.testing.assert_array_equal(first, layer.forward(x))
+    layer.drop1.p = layer.drop2.p = 0.0
+    np.testing.assert_array_equal(first, layer.forward(x))
+
+
+def test_mlp_keeps_float32():
+    layer = MLP(4, 8, dropout=0.2)
+    out = layer.forward(np.ones((2, 3, 4), dtype=np.float32))
+    assert out.dtype == np.float32
+    assert layer.backward(np.ones_like(out)).dtype == np.float32
+    assert all(g.dtype == np.float32 for _, _, g in layer.parameters())
+
+
+@settings(max_examples=20, deadline=None)
+@given(lead=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+       dim=st.integers(1, 6), hidden_dim=st.integers(1, 6))
+def test_mlp_keeps_the_input_shape(lead, dim, hidden_dim):
+    layer = MLP(dim, hidden_dim)
+    x = np.ones((*lead, dim), dtype=np.float32)
+    out = layer.forward(x)
+    assert out.shape == x.shape
+    assert layer.backward(np.ones_like(out)).shape == x.shape

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from cs_vit.layers import PatchEmbedding, img_to_patch, patch_to_img
+from tests.gradcheck import TORCH_TOL, assert_gradients_match, max_abs_diff
+
+
+def uva_img_to_patch(x, patch_size, flatten_channels=True):
+    """The UvA deep-learning tutorial's patchify, written out in torch."""
+    B, C, H, W = x.shape
+    x = x.reshape(B, C, H // patch_size, patch_size, W // patch_size, patch_size)
+    x = x.permute(0, 2, 4, 1, 3, 5)
+    x = x.flatten(1, 2)
+    return x.flatten(2, 4) if flatten_channels else x
+
+
+def test_patch_embedding_backward_matches_numerical_gradient(float64):
+    layer = PatchEmbedding((4, 6), patch_size=2, in_channels=2, embed_dim=3)
+    x = np.random.default_rng(1).standard_normal((2, 2, 4, 6))
+    assert_gradients_match(layer, (x,))
+
+
+@pytest.mark.parametrize("image_size", [8, (8, 12)])
+def test_patch_embedding_matches_torch_conv2d(float64, image_size):
+    C, D, P = 3, 5, 4
+    layer = PatchEmbedding(image_size, P, C, D)
+    ref = torch.nn.Conv2d(C, D, kernel_size=P, stride=P).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(layer.proj.params["weight"].reshape(D, C, P, P)))
+        ref.bias.copy_(torch.from_numpy(layer.proj.params["bias"]))
+    H, W = layer.image_size
+    x = np.random.default_rng(2).standard_normal((2, C, H, W))
+    dout = np.random.default_rng(3).standard_normal((2, layer.num_patches, D))
+    x_t = torch.from_numpy(x).requires_grad_()
+    out_t = ref(x_t).flatten(2).transpose(1, 2)
+    out_t.backward(torch.from_numpy(dout))
+
+    out = layer.forward(x)
+    dx = layer.backward(dout)
+    assert max_abs_diff(out, out_t) <= TORCH_TOL
+    assert max_abs_diff(dx, x_t.grad) <= TORCH_TOL
+    assert max_abs_diff(layer.proj.grads["weight"], ref.weight.grad.reshape(D, -1)) <= TORCH_TOL
+    assert max_abs_diff(layer.proj.grads["bias"], ref.bias.grad) <= TORCH_TOL
+
+
+def test_patch_embedding_has_grid_attributes_and_torch_init_bound():
+    layer = PatchEmbedding((32, 48), patch_size=8, in_channels=3, embed_dim=16)
+    assert layer.grid_size == (4, 6)
+    assert layer.num_patches == 24
+    weight = layer.proj.params["weight"]
+    assert weight.shape == (16, 3 * 8 * 8)
+    assert layer.proj.params["bias"].shape == (16,)
+    assert np.abs(weight).max() <= 1 / np.sqrt(3 * 8 * 8)
+    assert [name for name, _, _ in layer.parameters()] == ["proj.weight", "proj.bias"]
+
+
+def test_patch_embedding_keeps_float32():
+    layer = PatchEmbedding(8, 4, 3, 5)
+    out = layer.forward(np.ones((2, 3, 8, 8), dtype=np.float32))
+    assert out.dtype == np.float32
+    assert layer.backward(np.ones_like(out)).dtype == np.float32
+
+
+def test_patch_embedding_rejects_wrong_channels():
+    with pytest.raises(ValueError, match="3 channels.*got 1"):
+        PatchEmbedding(8, 4, 3, 5).forward(np.ones((2, 1, 8, 8), dtype=np.float32))
+
+
+def test_patch_embedding_rejects_wrong_image_size():
+    with pytest.raises(ValueError, match="expected 8x8 images.*got 12x8"):
+        PatchEmbedding(8, 4, 3, 5).forward(np.ones((2, 3, 12, 8), dtype=np.float32))
+
+
+def test_patch_embedding_rejects_image_size_not_divisible_by_patch_size():
+    with pytest.raises(ValueError, match="image width 30 is not divisible by patch_size 4"):
+        PatchEmbedding((32, 30), 4, 3, 5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), gh=st.integers(1, 4), gw=st.integers(1, 4),
+       p=st.integers(1, 4), flatten=st.booleans())
+def test_img_to_patch_round_trips_and_matches_uva_tutorial(n, c, gh, gw, p, flatten):
+    x = np.random.default_rng(0).standard_normal((n, c, gh * p, gw * p))
+    patches = img_to_patch(x, p, flatten_channels=flatten)
+    expected = uva_img_to_patch(torch.from_numpy(x), p, flatten).numpy()
+    assert patches.shape == expected.shape
+    assert np.array_equal(patches, expected)
+    assert np.array_equal(patch_to_img(patches, p, (gh * p, gw * p)), x)
+
+
+def test_img_to_patch_reads_patches_row_by_row():
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    patches = img_to_patch(x, 2)
+    assert patches[0].tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+
+
+def test_img_to_patch_rejects_height_not_divisible_by_patch_size():
+    message = ("image height 30 is not divisible by patch_size 4; use an image size that is "
+               "a multiple of the patch size or pad the images")
+    with pytest.raises(ValueError, match=message):
+        img_to_patch(np.ones((1, 3, 30, 32)), 4)
+
+
+def test_img_to_patch_rejects_non_image_input():
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        img_to_patch(np.ones((3, 32, 32)), 4)
+
+
+def test_patch_to_img_rejects_wrong_number_of_patches():
+    with pytest.raises(ValueError, match="16 patches.*T=15"):
+        patch_to_img(np.ones((1, 15, 12)), 2, 8)

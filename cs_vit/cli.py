@@ -1,0 +1,187 @@
+"""The ``cs-vit`` command: ``cs-vit train``, ``cs-vit evaluate``.
+
+``cs-vit train`` with no arguments trains a tiny ViT on the 8x8 digits bundled
+with scikit-learn (no download) and writes plots and a checkpoint to ./runs/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from cs_vit import backend
+from cs_vit.recipes import RECIPES
+
+DATASETS = tuple(RECIPES)
+MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
+RUN_ARGS = "run_args.json"
+
+
+def _add_train_parser(subparsers):
+    p = subparsers.add_parser("train", help="train a ViT and write plots, history and checkpoint")
+    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    p.add_argument("--data-dir", help="dataset folder (default: datasets/<name> in a checkout, "
+                                      "else ~/.cache/cs_vit/<name>; required for 'folder')")
+    p.add_argument("--download", action="store_true", help="download the dataset if missing")
+    p.add_argument("--image-size", type=int, help="resize images (image folders only)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--dropout", type=float)
+    for flag in MODEL_FLAGS:
+        p.add_argument("--" + flag.replace("_", "-"), type=int)
+    p.add_argument("--pool", choices=("cls", "mean"), default="cls")
+    p.add_argument("--pos-encoding", choices=("learned", "sincos1d", "sincos2d"), default="learned")
+    p.add_argument("--no-augment", action="store_true", help="turn data augmentation off")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="run folder (default: runs/<dataset>-<time>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=train)
+
+
+def _add_evaluate_parser(subparsers):
+    p = subparsers.add_parser("evaluate", help="test accuracy of a saved run")
+    p.add_argument("--checkpoint", required=True, help="a run folder or its model.npz")
+    p.add_argument("--data-dir", help="override the dataset folder recorded in the run")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.set_defaults(func=evaluate)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="cs-vit", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(subparsers)
+    _add_evaluate_parser(subparsers)
+    return parser
+
+
+def resolve_settings(args):
+    """The dataset's recipe with every flag the user gave laid over it."""
+    recipe = RECIPES[args.dataset]
+    model = dict(recipe["model"])
+    model.update({f: getattr(args, f) for f in MODEL_FLAGS if getattr(args, f) is not None})
+    if args.image_size:
+        model["image_size"] = args.image_size
+    model.update(pool=args.pool, pos_encoding=args.pos_encoding)
+    settings = {k: v for k, v in recipe.items() if k != "model"}
+    for key in ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
+                "label_smoothing", "dropout"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    model["dropout"] = settings.pop("dropout")
+    return model, settings
+
+
+def load_data(dataset, data_dir, download, image_size):
+    from cs_vit.data import load_dataset
+    if dataset == "folder" and not data_dir:
+        raise SystemExit("cs-vit: --dataset folder needs --data-dir pointing at one folder per class")
+    return load_dataset(dataset, root=data_dir, download=download, image_size=image_size)
+
+
+def _run_folder(args):
+    if args.resume and not args.out:
+        raise SystemExit("cs-vit: --resume needs --out RUN_DIR, the run to continue")
+    return args.out or os.path.join("runs", f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _restore_args(args, run_dir):
+    """For --resume: the arguments the run was started with.
+
+    The device may change, and --epochs may extend a finished run.
+    """
+    path = os.path.join(run_dir, RUN_ARGS)
+    if not os.path.exists(path):
+        raise SystemExit(f"cs-vit: cannot resume, {path} not found (is {run_dir} a cs-vit run?)")
+    with open(path) as f:
+        saved = json.load(f)
+    saved.update(resume=True, out=run_dir, device=args.device, quiet=args.quiet)
+    if args.epochs is not None:
+        saved["epochs"] = args.epochs
+    return argparse.Namespace(**saved)
+
+
+def train(args):
+    from cs_vit.models import VisionTransformer
+    from cs_vit.solvers import ClassificationSolverViT
+
+    run_dir = _run_folder(args)
+    if args.resume:
+        args = _restore_args(args, run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, RUN_ARGS), "w") as f:
+        json.dump({k: v for k, v in vars(args).items() if k != "func"}, f, indent=2)
+    model_config, settings = resolve_settings(args)
+    train_data, test_data = load_data(args.dataset, args.data_dir, args.download, args.image_size)
+    model_config.update(in_channels=train_data.channels, num_classes=train_data.num_classes)
+    backend.seed(args.seed)
+    model = VisionTransformer(**model_config)
+    solver = ClassificationSolverViT(
+        train_data, test_data, model, num_epochs=settings["epochs"],
+        learning_rate=settings["lr"], weight_decay=settings["weight_decay"],
+        batch_size=settings["batch_size"], warmup_epochs=settings["warmup_epochs"],
+        label_smoothing=settings["label_smoothing"], augment=False if args.no_augment else None,
+        seed=args.seed, checkpoint_dir=run_dir, resume=args.resume, verbose=not args.quiet)
+    started = time.perf_counter()
+    results = solver.train(args.device)
+    seconds = time.perf_counter() - started
+    write_run_outputs(run_dir, solver, test_data, model_config, settings, seconds)
+    print(f"\nbest test accuracy {results['best_test_acc']:.4f} (epoch {results['best_epoch']}) "
+          f"in {seconds:.1f} s")
+    print(f"run folder: {os.path.abspath(run_dir)}")
+    for name in ("model.npz", "history.json", "curves.png", "confusion_matrix.png"):
+        print(f"  {name}")
+    return 0
+
+
+def write_run_outputs(run_dir, solver, test_data, model_config, settings, seconds):
+    """model.npz (best weights), history.json and the PNG plots of a finished run."""
+    from cs_vit import viz
+
+    solver.model.save(os.path.join(run_dir, "model.npz"))
+    predictions, _ = solver.predict(test_data)
+    history = dict(solver.results, model_config=model_config, settings=settings,
+                   dataset=test_data.name, class_names=list(test_data.class_names),
+                   train_seconds=seconds, backend=backend.name())
+    with open(os.path.join(run_dir, "history.json"), "w") as f:
+        json.dump(history, f, indent=2)
+    viz.plot_history(solver.results, save_path=os.path.join(run_dir, "curves.png"))
+    viz.plot_confusion_matrix(test_data.labels, predictions, test_data.class_names,
+                              save_path=os.path.join(run_dir, "confusion_matrix.png"))
+
+
+def evaluate(args):
+    from cs_vit.models import VisionTransformer
+    from cs_vit.solvers import ClassificationSolverViT
+
+    path = args.checkpoint
+    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
+    model_path = os.path.join(path, "model.npz") if os.path.isdir(path) else path
+    with open(os.path.join(run_dir, RUN_ARGS)) as f:
+        run = json.load(f)
+    backend.use_device(args.device)
+    model = VisionTransformer.from_file(model_path)
+    train_data, test_data = load_data(run["dataset"], args.data_dir or run["data_dir"],
+                                      False, run["image_size"])
+    solver = ClassificationSolverViT(train_data, test_data, model, batch_size=1, verbose=False)
+    model.to_active_backend()
+    loss, accuracy = solver.evaluate(test_data)
+    print(f"{model_path}: test accuracy {accuracy:.4f} ({len(test_data)} images, loss {loss:.4f})")
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The one dataset type every loader returns: a whole split in host (NumPy) arrays.
+
+    images       (N, C, H, W)  uint8 (0..255) or float32 (0..1)
+    labels       (N,)          int64, each in [0, len(class_names))
+    class_names  list[str]
+    mean, std    per-channel normalisation constants (C floats each)
+    name         "cifar10", "mnist", "fashion-mnist", "digits", "folder:<dir>", ...
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cs_vit.data.transforms import channel_stats
+
+
+@dataclass
+class ArrayDataset:
+    """A split held in memory; ``dataset[i]`` is ``(image, label)``, ``len(dataset)`` is N.
+
+    ``mean``/``std`` left as None are computed from ``images`` (right for a
+    train split; give a test split its train split's values).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list
+    mean: tuple = None
+    std: tuple = None
+    name: str = "arrays"
+
+    def __post_init__(self):
+        self.labels = check_labels(self.labels)
+        _check_images(self.images, len(self.labels))
+        self.class_names = [str(c) for c in self.class_names]
+        if self.labels.min() < 0 or self.labels.max() >= len(self.class_names):
+            raise ValueError(
+                f"labels must lie in [0, {len(self.class_names)}) for the "
+                f"{len(self.class_names)} class_names, got labels from {self.labels.min()} "
+                f"to {self.labels.max()}"
+            )
+        if self.mean is None or self.std is None:
+            self.mean, self.std = channel_stats(self.images)
+        self.mean, self.std = _check_stat("mean", self.mean, self.channels), _check_stat(
+            "std", self.std, self.channels)
+
+    @property
+    def channels(self):
+        return self.images.shape[1]
+
+    @property
+    def image_shape(self):
+        """(C, H, W)."""
+        return tuple(self.images.shape[1:])
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        """``(images[index], labels[index])``; an int, slice or index array."""
+        return self.images[index], self.labels[index]
+
+    def __repr__(self):
+        return (f"ArrayDataset(name={self.name!r}, {len(self)} images of shape "
+                f"{self.image_shape} {self.images.dtype}, {self.num_classes} classes)")
+
+
+def _check_images(images, n):
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"images must be a numpy array, got {type(images).__name__}; "
+                        "use cs_vit.data.as_dataset() to convert tensors or lists")
+    if images.ndim != 4:
+        raise ValueError(f"images must be 4-D (N, C, H, W), got shape {images.shape}")
+    if images.dtype not in (np.uint8, np.float32):
+        raise TypeError(f"images must be uint8 (0..255) or float32 (0..1), got {images.dtype}")
+    if len(images) != n:
+        raise ValueError(f"images and labels must have the same length, got {len(images)} "
+                         f"images and {n} labels")
+
+
+def check_labels(labels):
+    """``labels`` as a non-empty int64 array (N,), or a ValueError/TypeError saying why not."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D (N,), got shape {labels.shape}")
+    if labels.size == 0:
+        raise ValueError("the dataset is empty: labels has no entries")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integers (class indices), got dtype {labels.dtype}")
+    return labels.astype(np.int64, copy=False)
+
+
+def _check_stat(what, values, channels):
+    values = tuple(float(v) for v in np.atleast_1d(values))
+    if len(values) != channels:
+        raise ValueError(f"{what} needs one value per channel ({channels}), got {values}")
+    if what == "std" and min(values) <= 0:
+        raise ValueError(f"std must be positive for every channel, got {values}")
+    return values

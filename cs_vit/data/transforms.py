@@ -1,0 +1,77 @@
+"""Normalisation and augmentation on host (NumPy) batches of shape (N, C, H, W).
+
+Everything is deterministic given a ``numpy.random.Generator`` and keeps
+float32 in -> float32 out. The order matches torchvision's usual pipeline
+(crop and flip the 0..1 image, then normalise), so padded pixels are black.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+# Per-channel (mean, std) of the train split, on images scaled to 0..1.
+DATASET_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+}
+
+
+def to_unit_float(images):
+    """uint8 0..255 -> float32 0..1; float images are taken as already 0..1."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) * np.float32(1 / 255)
+    return images.astype(np.float32, copy=False)
+
+
+def channel_stats(images, chunk=4096):
+    """Per-channel (mean, std) of images (N, C, H, W) on the 0..1 scale, as float tuples.
+
+    Sums run in float64 over chunks, so 50,000 CIFAR images need no big temporary.
+    """
+    total = np.zeros(images.shape[1])
+    total_sq = np.zeros(images.shape[1])
+    for start in range(0, len(images), chunk):
+        x = to_unit_float(images[start:start + chunk]).astype(np.float64)
+        total += x.sum(axis=(0, 2, 3))
+        total_sq += (x * x).sum(axis=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+    # A constant channel would divide by zero; leave it unscaled instead.
+    std[std == 0] = 1.0
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def normalize(images, mean, std):
+    """images (N, C, H, W), uint8 or float32 0..1 -> float32 (images - mean) / std per channel."""
+    if len(mean) != images.shape[1] or len(std) != images.shape[1]:
+        raise ValueError(f"mean and std need one value per channel ({images.shape[1]}), got "
+                         f"mean={tuple(mean)} std={tuple(std)}")
+    mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return (to_unit_float(images) - mean) / std
+
+
+def random_crop(images, padding, rng):
+    """Zero-pad each side by ``padding``, then crop every image back to (H, W) at its own
+    random offset. images (N, C, H, W) -> (N, C, H, W), same dtype."""
+    if not isinstance(padding, (int, np.integer)) or padding < 0:
+        raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+    n, _, h, w = images.shape
+    if padding == 0:
+        return images.copy()
+    padded = np.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    # windows[n, c, dy, dx] is the (H, W) crop at offset (dy, dx): a view, no copy.
+    windows = sliding_window_view(padded, (h, w), axis=(2, 3))
+    dy = rng.integers(0, 2 * padding + 1, size=n)
+    dx = rng.integers(0, 2 * padding + 1, size=n)
+    return windows[np.arange(n), :, dy, dx]
+
+
+def random_horizontal_flip(images, rng, p=0.5):
+    """Mirror each image left-right with probability ``p``. (N, C, H, W) -> same shape."""
+    flip = rng.random(len(images)) < p
+    out = images.copy()
+    out[flip] = images[flip, :, :, ::-1]
+    return out

@@ -1,0 +1,235 @@
+"""ClassificationSolverViT: trains an image classifier, as in the CS231n ViT assignment.
+
+    solver = ClassificationSolverViT(train_data, test_data, model, num_epochs=2,
+                                     learning_rate=1e-3, weight_decay=0.05, batch_size=64)
+    solver.train("cpu")                    # or "cuda" for the CuPy backend
+    solver.results["best_test_acc"]
+
+Every epoch draws its shuffling, augmentation and dropout from generators seeded
+by (seed, epoch), so a run resumed from an epoch checkpoint continues exactly.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy
+from tqdm.auto import tqdm
+
+from cs_vit import backend
+from cs_vit.data import as_dataset, default_augment, iterate_batches
+from cs_vit.layers import softmax_cross_entropy
+from cs_vit.optim import SGD, Adam, AdamW, clip_grad_norm, make_schedule, set_lr
+from cs_vit.solvers.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+
+OPTIMIZERS = {"adamw": AdamW, "adam": Adam, "sgd": SGD}
+DEFAULT_OPTIONS = {
+    "optimizer": "adamw",       # "adamw" | "adam" | "sgd"
+    "momentum": 0.9,            # SGD only
+    "schedule": "cosine",       # "cosine" (with warmup) | "step" | "constant"
+    "warmup_epochs": 0.0,       # linear warmup length, in epochs (fractions allowed)
+    "min_lr": 0.0,
+    "label_smoothing": 0.0,
+    "augment": None,            # None: on for CIFAR-10 / image folders, off for digits
+    "grad_clip": None,          # max global gradient norm, or None
+    "seed": 0,
+    "checkpoint_dir": None,     # write checkpoint.npz there after every epoch
+    "resume": False,            # continue from checkpoint_dir's checkpoint
+    "eval_batch_size": 256,
+    "verbose": True,
+}
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss or the gradients became NaN or infinite."""
+
+
+def _epoch_seed(seed, epoch):
+    return int(numpy.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class ClassificationSolverViT:
+    """Trains ``model`` on ``train_data`` and evaluates on ``test_data`` after every epoch.
+
+    Datasets may be cs_vit datasets, torchvision datasets or (images, labels) tuples.
+    ``results`` holds per-epoch ``train_loss``, ``train_acc@1``, ``test_loss``,
+    ``test_acc@1`` (accuracies in [0, 1]), ``best_test_acc``, ``best_epoch``, and
+    per-iteration ``loss_history``, ``lr_history``, ``grad_norm_history``.
+    """
+
+    def __init__(self, train_data, test_data, model, num_epochs=2, learning_rate=1e-3,
+                 weight_decay=0.0, batch_size=64, **options):
+        unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+        if unknown:
+            raise ValueError(f"unrecognized options {unknown}; valid options: {sorted(DEFAULT_OPTIONS)}")
+        self.options = {**DEFAULT_OPTIONS, **options}
+        if self.options["optimizer"] not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.options['optimizer']!r}")
+        self.train_data, self.test_data = as_dataset(train_data), as_dataset(test_data)
+        self.model = model
+        self.num_epochs, self.batch_size = int(num_epochs), int(batch_size)
+        self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
+        self._check_fit()
+        augment = self.options["augment"]
+        self.augment = default_augment(self.train_data.name) if augment is None else bool(augment)
+        self.steps_per_epoch = len(self.train_data) // self.batch_size
+        self.epoch, self.step = 0, 0
+        self.best_state = None
+        self.results = {"train_loss": [], "train_acc@1": [], "test_loss": [], "test_acc@1": [],
+                        "best_test_acc": 0.0, "best_epoch": -1, "loss_history": [],
+                        "lr_history": [], "grad_norm_history": []}
+
+    def _check_fit(self):
+        """Clear errors for a dataset that cannot train this model."""
+        config, data = self.model.config, self.train_data
+        if self.num_epochs < 1:
+            raise ValueError(f"num_epochs must be at least 1, got {self.num_epochs}")
+        if not 1 <= self.batch_size <= len(data):
+            raise ValueError(f"batch_size must be between 1 and the {len(data)} training images, "
+                             f"got {self.batch_size}")
+        expected = (config.in_channels, config.image_size, config.image_size)
+        for split in (self.train_data, self.test_data):
+            if tuple(split.images.shape[1:]) != expected:
+                raise ValueError(
+                    f"the model expects images of shape (C, H, W) = {expected}, but the "
+                    f"{split.name} data has {tuple(split.images.shape[1:])}; build the model with "
+                    "matching in_channels/image_size or resize the data")
+            if split.num_classes > config.num_classes:
+                raise ValueError(f"the data has {split.num_classes} classes but the model's head "
+                                 f"has num_classes={config.num_classes}")
+
+    def _build_optimizer(self):
+        name, params = self.options["optimizer"], self.model.parameters()
+        if name == "sgd":
+            return SGD(params, self.learning_rate, momentum=self.options["momentum"],
+                       weight_decay=self.weight_decay)
+        return OPTIMIZERS[name](params, lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    def _build_schedule(self):
+        total = self.num_epochs * self.steps_per_epoch
+        warmup = int(round(self.options["warmup_epochs"] * self.steps_per_epoch))
+        extra = {"min_lr": self.options["min_lr"]} if self.options["schedule"] == "cosine" else {}
+        return make_schedule(self.options["schedule"], self.learning_rate, total, warmup, **extra)
+
+    def train(self, device="cpu"):
+        """Train for ``num_epochs`` on ``device`` ("cpu" or "cuda"); returns ``results``."""
+        backend.use_device(device)
+        self.model.to_active_backend()
+        self.optimizer = self._build_optimizer()
+        self.schedule = self._build_schedule()
+        folder = self.options["checkpoint_dir"]
+        if self.options["resume"]:
+            self._resume(folder)
+        for epoch in range(self.epoch, self.num_epochs):
+            self._train_epoch(epoch)
+            test_loss, test_acc = self.evaluate(self.test_data)
+            self._record_epoch(epoch, test_loss, test_acc)
+            self.epoch = epoch + 1
+            if folder:
+                self._save(checkpoint_path(folder))
+        self.model.load_state_dict(self.best_state)
+        return self.results
+
+    def _train_epoch(self, epoch):
+        backend.seed(_epoch_seed(self.options["seed"], epoch))
+        data_rng = numpy.random.default_rng([self.options["seed"], epoch])
+        batches = iterate_batches(self.train_data, self.batch_size, data_rng, shuffle=True,
+                                  augment=self.augment, drop_last=True)
+        self.model.train()
+        losses, correct, seen = [], 0, 0
+        bar = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.num_epochs}",
+                   disable=not self.options["verbose"], leave=True)
+        for x, y in bar:
+            x, y = backend.asarray(x), backend.asarray(y)
+            loss, batch_correct = self._train_step(x, y, epoch)
+            losses.append(loss)
+            correct += batch_correct
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.optimizer.lr:.2e}")
+        self.results["train_loss"].append(float(numpy.mean(losses)))
+        self.results["train_acc@1"].append(int(correct) / seen)
+
+    def _train_step(self, x, y, epoch):
+        """One forward, backward and update; returns (loss, number correct on device)."""
+        lr = self.schedule(self.step)
+        set_lr(self.optimizer, lr)
+        logits = self.model.forward(x)
+        loss, dlogits = softmax_cross_entropy(logits, y, self.options["label_smoothing"])
+        self.model.backward(dlogits)
+        clip = self.options["grad_clip"]
+        grad_norm = clip_grad_norm(self.optimizer.params, clip if clip else math.inf)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self._diverged(loss, grad_norm, epoch, lr)
+        self.optimizer.step()
+        self.step += 1
+        self.results["loss_history"].append(loss)
+        self.results["lr_history"].append(lr)
+        self.results["grad_norm_history"].append(grad_norm)
+        return loss, (logits.argmax(axis=1) == y).sum()
+
+    def _diverged(self, loss, grad_norm, epoch, lr):
+        folder = self.options["checkpoint_dir"]
+        kept = (f" The last good checkpoint is kept in {checkpoint_path(folder)}."
+                if folder and os.path.exists(checkpoint_path(folder)) else "")
+        raise TrainingDivergedError(
+            f"training diverged at epoch {epoch + 1}, iteration {self.step}: loss={loss}, "
+            f"gradient norm={grad_norm}. The learning rate ({lr:.3g}) is probably too high: "
+            f"try a smaller learning_rate, a longer warmup, or grad_clip=1.0.{kept}")
+
+    def _record_epoch(self, epoch, test_loss, test_acc):
+        self.results["test_loss"].append(test_loss)
+        self.results["test_acc@1"].append(test_acc)
+        if self.best_state is None or test_acc > self.results["best_test_acc"]:
+            self.results["best_test_acc"], self.results["best_epoch"] = test_acc, epoch + 1
+            self.best_state = self.model.state_dict()
+        if self.options["verbose"]:
+            tqdm.write(f"epoch {epoch + 1}/{self.num_epochs}: train loss "
+                       f"{self.results['train_loss'][-1]:.4f}, train acc "
+                       f"{self.results['train_acc@1'][-1]:.4f}, test loss {test_loss:.4f}, "
+                       f"test acc {test_acc:.4f}")
+
+    def predict(self, dataset):
+        """Class predictions (NumPy, (N,)) of the model in eval mode, plus the mean loss."""
+        dataset = as_dataset(dataset)
+        self.model.eval()
+        predictions, losses = [], []
+        batches = iterate_batches(dataset, self.options["eval_batch_size"], None, shuffle=False,
+                                  augment=False, drop_last=False, mean=self.train_data.mean,
+                                  std=self.train_data.std)
+        for x, y in tqdm(batches, desc="evaluate", leave=False, disable=not self.options["verbose"]):
+            logits = self.model.forward(backend.asarray(x))
+            loss, _ = softmax_cross_entropy(logits, backend.asarray(y))
+            losses.append(loss * len(y))
+            predictions.append(backend.to_numpy(logits.argmax(axis=1)))
+        self.model.train()
+        return numpy.concatenate(predictions), sum(losses) / len(dataset)
+
+    def evaluate(self, dataset):
+        """(mean loss, accuracy in [0, 1]) of the current model on ``dataset``."""
+        dataset = as_dataset(dataset)
+        predictions, loss = self.predict(dataset)
+        return loss, float(numpy.mean(predictions == dataset.labels))
+
+    def _save(self, path):
+        meta = {"epoch": self.epoch, "step": self.step, "results": self.results,
+                "options": {k: v for k, v in self.options.items() if k != "resume"},
+                "num_epochs": self.num_epochs, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+                "model_config": vars(self.model.config)}
+        save_checkpoint(path, self.model.state_dict(), self.best_state,
+                        self.optimizer.state_dict(), meta)
+
+    def _resume(self, folder):
+        if not folder:
+            raise ValueError("resume=True needs checkpoint_dir, the folder holding checkpoint.npz")
+        path = checkpoint_path(folder)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
+        model_state, best_state, optim_state, meta = load_checkpoint(path)
+        if meta["model_config"] != vars(self.model.config):
+            raise ValueError(f"the checkpoint {path} was written for model config "
+                             f"{meta['model_config']}, not {vars(self.model.config)}")
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optim_state)
+        self.best_state, self.results = best_state, meta["results"]
+        self.epoch, self.step = meta["epoch"], meta["step"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cs_vit import backend
-from cs_vit.data import ArrayDataset, default_augment, iterate_batches, load_cifar10
+from cs_vit.data import ArrayDataset, iterate_batches, load_cifar10
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import make_schedule
 from cs_vit.recipes import CIFAR10
@@ -54,10 +54,9 @@ def parse_args():
     for key in ("batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "dropout"):
         p.add_argument("--" + key.replace("_", "-"), type=type(CIFAR10[key]), default=CIFAR10[key])
     for key, value in CIFAR10["model"].items():
-        p.add_argument("--" + key.replace("_", "-"), type=int, default=value)
-    p.add_argument("--pool", default="cls")
-    p.add_argument("--pos-encoding", default="learned")
-    p.add_argument("--no-augment", action="store_true")
+        p.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                   default=bool(CIFAR10["augment"]), help="random crop + flip")
     p.add_argument("--train-subset", type=int,
                    help="train on N random training images only (quick recipe studies)")
     return p.parse_args()
@@ -66,8 +65,7 @@ def parse_args():
 def build_model(args):
     backend.seed(args.seed)
     model = {k: getattr(args, k) for k in CIFAR10["model"]}
-    return VisionTransformer(**model, dropout=args.dropout, pool=args.pool,
-                             pos_encoding=args.pos_encoding)
+    return VisionTransformer(**model, dropout=args.dropout)
 
 
 def run_cs_vit(args, train, test):
@@ -75,7 +73,7 @@ def run_cs_vit(args, train, test):
         train, test, build_model(args), num_epochs=args.epochs, learning_rate=args.lr,
         weight_decay=args.weight_decay, batch_size=args.batch_size,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-        augment=not args.no_augment, seed=args.seed)
+        augment=args.augment, seed=args.seed)
     return solver.train("cpu")["test_acc@1"]
 
 
@@ -98,7 +96,7 @@ def run_torch(args, train, test):
     schedule = make_schedule("cosine", args.lr, args.epochs * steps,
                              int(round(args.warmup_epochs * steps)))
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    augment = not args.no_augment and default_augment(train.name)
+    augment = args.augment
     accuracies, step = [], 0
     for epoch in range(args.epochs):
         model.train()
@@ -125,10 +123,10 @@ def run_torch(args, train, test):
 def record(args, accuracies, seconds):
     model = ", ".join(f"{k} {getattr(args, k)}" for k in CIFAR10["model"] if k != "image_size")
     row = (f"| {'PyTorch ' + __import__('torch').__version__ if args.torch else 'cs_vit (NumPy)'} "
-           f"| {model}, pool {args.pool}, pos {args.pos_encoding} | batch {args.batch_size}, "
+           f"| {model} | batch {args.batch_size}, "
            f"lr {args.lr:g}, wd {args.weight_decay:g}, warmup {args.warmup_epochs:g} ep, "
            f"smoothing {args.label_smoothing:g}, dropout {args.dropout:g}, "
-           f"augment {not args.no_augment}"
+           f"augment {args.augment}"
            f"{f', {args.train_subset} train images' if args.train_subset else ''} | {args.epochs} | {max(accuracies):.4f} "
            f"| {accuracies[-1]:.4f} | {seconds:.0f} s | {time.strftime('%Y-%m-%d')}, "
            f"{os.cpu_count()} cores, {platform.processor() or platform.machine()} |\n")

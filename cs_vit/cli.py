@@ -7,16 +7,43 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import pickle
 import sys
 import time
 
 from cs_vit import backend
 from cs_vit.recipes import RECIPES
+from cs_vit.release import add_release_parser
 
 DATASETS = tuple(RECIPES)
 MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
 RUN_ARGS = "run_args.json"
+# What --resume lets a run change; every other flag comes from the run's run_args.json.
+FREE_ON_RESUME = ("resume", "out", "device", "quiet", "epochs")
+# Mistakes in what the user asked for; main() reports them in one line, without a traceback.
+USER_ERRORS = (ValueError, OSError, FloatingPointError, pickle.UnpicklingError,
+               backend.BackendUnavailableError)
+
+
+def _number(convert, low, high, expected):
+    """An argparse ``type`` accepting ``convert(text)`` in [low, high], else saying ``expected``."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
+POSITIVE_INT = _number(int, 1, math.inf, "a positive integer")
+NON_NEGATIVE_INT = _number(int, 0, 2**32 - 1, "an integer in [0, 2**32)")
+NON_NEGATIVE = _number(float, 0.0, math.inf, "a finite number >= 0")
+FRACTION = _number(float, 0.0, 1.0, "a number in [0, 1]")
 
 
 def _add_train_parser(subparsers):
@@ -25,21 +52,22 @@ def _add_train_parser(subparsers):
     p.add_argument("--data-dir", help="dataset folder (default: datasets/<name> in a checkout, "
                                       "else ~/.cache/cs_vit/<name>; required for 'folder')")
     p.add_argument("--download", action="store_true", help="download the dataset if missing")
-    p.add_argument("--image-size", type=int, help="resize images (image folders only)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--warmup-epochs", type=float)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--dropout", type=float)
+    p.add_argument("--image-size", type=POSITIVE_INT, help="resize images (image folders only)")
+    p.add_argument("--epochs", type=POSITIVE_INT)
+    p.add_argument("--batch-size", type=POSITIVE_INT)
+    p.add_argument("--lr", type=NON_NEGATIVE, help="peak learning rate")
+    p.add_argument("--weight-decay", type=NON_NEGATIVE)
+    p.add_argument("--warmup-epochs", type=NON_NEGATIVE)
+    p.add_argument("--label-smoothing", type=FRACTION)
+    p.add_argument("--dropout", type=FRACTION, help="drop probability, in [0, 1)")
     for flag in MODEL_FLAGS:
-        p.add_argument("--" + flag.replace("_", "-"), type=int)
-    p.add_argument("--pool", choices=("cls", "mean"), default="cls")
-    p.add_argument("--pos-encoding", choices=("learned", "sincos1d", "sincos2d"), default="learned")
+        p.add_argument("--" + flag.replace("_", "-"), type=POSITIVE_INT)
+    p.add_argument("--pool", choices=("cls", "mean"), help="default: the dataset's recipe")
+    p.add_argument("--pos-encoding", choices=("learned", "sincos1d", "sincos2d"),
+                   help="default: the dataset's recipe")
     p.add_argument("--no-augment", action="store_true", help="turn data augmentation off")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--out", help="run folder (default: runs/<dataset>-<time>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
@@ -60,6 +88,7 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(subparsers)
     _add_evaluate_parser(subparsers)
+    add_release_parser(subparsers)
     return parser
 
 
@@ -70,7 +99,7 @@ def resolve_settings(args):
     model.update({f: getattr(args, f) for f in MODEL_FLAGS if getattr(args, f) is not None})
     if args.image_size:
         model["image_size"] = args.image_size
-    model.update(pool=args.pool, pos_encoding=args.pos_encoding)
+    model.update({f: getattr(args, f) for f in ("pool", "pos_encoding") if getattr(args, f)})
     settings = {k: v for k, v in recipe.items() if k != "model"}
     for key in ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs",
                 "label_smoothing", "dropout"):
@@ -96,13 +125,24 @@ def _run_folder(args):
 def _restore_args(args, run_dir):
     """For --resume: the arguments the run was started with.
 
-    The device may change, and --epochs may extend a finished run.
+    The device may change, and --epochs may extend a finished run; any other flag
+    that differs from the run's is refused rather than silently ignored.
     """
     path = os.path.join(run_dir, RUN_ARGS)
     if not os.path.exists(path):
         raise SystemExit(f"cs-vit: cannot resume, {path} not found (is {run_dir} a cs-vit run?)")
     with open(path) as f:
         saved = json.load(f)
+    defaults = vars(build_parser().parse_args(["train"]))
+    changed = [f"--{key.replace('_', '-')} {value} (the run has {saved.get(key)})"
+               for key, value in vars(args).items()
+               if key not in FREE_ON_RESUME and key in saved
+               and value != defaults[key] and value != saved[key]]
+    if changed:
+        raise SystemExit(
+            f"cs-vit: --resume continues {run_dir} with the flags it was started with, so "
+            f"{', '.join(changed)} would be ignored; only --epochs, --device and --quiet may "
+            "change. Start a new run with another --out to change the others.")
     saved.update(resume=True, out=run_dir, device=args.device, quiet=args.quiet)
     if args.epochs is not None:
         saved["epochs"] = args.epochs
@@ -128,7 +168,7 @@ def train(args):
         train_data, test_data, model, num_epochs=settings["epochs"],
         learning_rate=settings["lr"], weight_decay=settings["weight_decay"],
         batch_size=settings["batch_size"], warmup_epochs=settings["warmup_epochs"],
-        label_smoothing=settings["label_smoothing"], augment=False if args.no_augment else None,
+        label_smoothing=settings["label_smoothing"], augment=False if args.no_augment else settings["augment"],
         seed=args.seed, checkpoint_dir=run_dir, resume=args.resume, verbose=not args.quiet)
     started = time.perf_counter()
     results = solver.train(args.device)
@@ -162,9 +202,7 @@ def evaluate(args):
     from cs_vit.models import VisionTransformer
     from cs_vit.solvers import ClassificationSolverViT
 
-    path = args.checkpoint
-    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    model_path = os.path.join(path, "model.npz") if os.path.isdir(path) else path
+    run_dir, model_path = _run_files(args.checkpoint)
     with open(os.path.join(run_dir, RUN_ARGS)) as f:
         run = json.load(f)
     backend.use_device(args.device)
@@ -178,9 +216,25 @@ def evaluate(args):
     return 0
 
 
+def _run_files(path):
+    """(run folder, model file) for ``--checkpoint``: a run folder or its model.npz."""
+    if os.path.isdir(path):
+        run_dir, model_path = path, os.path.join(path, "model.npz")
+    else:
+        run_dir, model_path = os.path.dirname(path) or ".", path
+    for needed in (model_path, os.path.join(run_dir, RUN_ARGS)):
+        if not os.path.isfile(needed):
+            raise SystemExit(f"cs-vit evaluate: {needed} not found; --checkpoint takes a run "
+                             "folder written by cs-vit train, or the model.npz inside one")
+    return run_dir, model_path
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        raise SystemExit(f"cs-vit {args.command}: {err}") from err
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def test_erf_keeps_float32():
     assert erf(np.ones(3, dtype=np.float32)).dtype == np.float32
 
 
+@pytest.mark.task4
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_backward_matches_numerical_gradient(float64, approximate):
     x = np.random.default_rng(1).standard_normal((2, 3, 4))
@@ -44,6 +45,7 @@ def test_relu_backward_matches_numerical_gradient(float64):
     assert_gradients_match(ReLU(), (away_from_zero((2, 3, 4), seed=1),))
 
 
+@pytest.mark.task4
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_matches_torch_forward_and_backward(float64, approximate):
     x = 3 * np.random.default_rng(2).standard_normal((4, 5, 6))
@@ -63,6 +65,7 @@ def test_relu_matches_torch_forward_and_backward(float64):
     assert max_abs_diff(layer.backward(dout), dx_t) <= TORCH_TOL
 
 
+@pytest.mark.task4
 @pytest.mark.parametrize("make_layer", [lambda: GELU("none"), lambda: GELU("tanh"), ReLU],
                          ids=["gelu", "gelu_tanh", "relu"])
 def test_activations_keep_float32(make_layer):
@@ -82,6 +85,7 @@ def test_gelu_rejects_unknown_approximation():
         GELU(approximate="exact")
 
 
+@pytest.mark.task4
 @settings(max_examples=20, deadline=None)
 @given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
        seed=st.integers(0, 2**16), approximate=st.sampled_from(["none", "tanh"]))

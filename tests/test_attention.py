@@ -59,11 +59,13 @@ def assert_matches_torch(layer, inputs, mask=None, torch_mask=None):
     assert not bad, f"differs from torch by more than {TORCH_TOL}: {bad}"
 
 
+@pytest.mark.task5
 def test_self_attention_backward_matches_numerical_gradient(float64):
     layer = MultiHeadAttention(6, 2)
     assert_gradients_match(layer, (randn(1, 2, 4, 6),))
 
 
+@pytest.mark.task5
 def test_cross_attention_backward_matches_numerical_gradient(float64):
     layer = MultiHeadAttention(6, 3)
     inputs = (randn(1, 2, 3, 6), randn(2, 2, 5, 6), randn(3, 2, 5, 6))
@@ -71,12 +73,14 @@ def test_cross_attention_backward_matches_numerical_gradient(float64):
     assert {"dx0", "dx1", "dx2"} <= set(errors)
 
 
+@pytest.mark.task5
 def test_key_without_value_returns_dquery_and_dkey(float64):
     layer = MultiHeadAttention(4, 2)
     errors = assert_gradients_match(layer, (randn(1, 2, 3, 4), randn(2, 2, 5, 4)))
     assert {"dx0", "dx1"} <= set(errors)
 
 
+@pytest.mark.task5
 def test_masked_attention_with_fully_blocked_row_has_finite_gradients(float64):
     layer = MultiHeadAttention(4, 2)
     mask = mask_with_fully_blocked_row()
@@ -91,6 +95,7 @@ def test_masked_attention_with_fully_blocked_row_has_finite_gradients(float64):
                            call=lambda q, k, v: layer.forward(q, k, v, attn_mask=mask))
 
 
+@pytest.mark.task5
 def test_attention_dropout_backward_matches_numerical_gradient(float64):
     layer = MultiHeadAttention(4, 2, dropout=0.3)
 
@@ -102,21 +107,25 @@ def test_attention_dropout_backward_matches_numerical_gradient(float64):
     assert (layer.attn_drop.mask == 0).any()
 
 
+@pytest.mark.task5
 def test_attn_weights_are_kept_before_dropout(float64):
     layer = MultiHeadAttention(4, 2, dropout=0.5)
     layer.forward(randn(1, 2, 5, 4))
     np.testing.assert_allclose(layer.attn_weights.sum(axis=-1), 1.0)
 
 
+@pytest.mark.task5
 def test_self_attention_matches_torch(float64):
     assert_matches_torch(MultiHeadAttention(8, 2), (randn(1, 2, 5, 8),))
 
 
+@pytest.mark.task5
 def test_cross_attention_matches_torch(float64):
     inputs = (randn(1, 2, 3, 8), randn(2, 2, 5, 8), randn(3, 2, 5, 8))
     assert_matches_torch(MultiHeadAttention(8, 4), inputs)
 
 
+@pytest.mark.task5
 def test_masked_attention_with_2d_bool_mask_matches_torch(float64):
     mask = np.tril(np.ones((5, 5), dtype=bool))
     # torch's boolean mask marks the *blocked* positions with True.
@@ -124,6 +133,7 @@ def test_masked_attention_with_2d_bool_mask_matches_torch(float64):
                          mask=mask, torch_mask=torch.from_numpy(~mask))
 
 
+@pytest.mark.task5
 def test_masked_attention_with_3d_01_mask_matches_torch(float64):
     layer = MultiHeadAttention(8, 2)
     mask = (np.random.default_rng(5).random((2, 3, 4)) < 0.6).astype(np.int64)
@@ -135,6 +145,7 @@ def test_masked_attention_with_3d_01_mask_matches_torch(float64):
                          torch_mask=torch_mask.repeat_interleave(layer.num_heads, dim=0))
 
 
+@pytest.mark.task5
 def test_fully_blocked_row_matches_torch_on_other_rows_and_is_zero(float64):
     layer = MultiHeadAttention(4, 2)
     mask = mask_with_fully_blocked_row()
@@ -186,6 +197,7 @@ def test_attention_rejects_additive_float_mask():
         layer.forward(np.ones((2, 3, 6), dtype=np.float32), attn_mask=mask)
 
 
+@pytest.mark.task5
 def test_attention_keeps_float32():
     layer = MultiHeadAttention(8, 2, dropout=0.2)
     rng = np.random.default_rng(0)
@@ -198,6 +210,7 @@ def test_attention_keeps_float32():
     assert all(g.dtype == np.float32 for _, _, g in layer.parameters())
 
 
+@pytest.mark.task5
 @settings(max_examples=25, deadline=None)
 @given(N=st.integers(1, 3), S=st.integers(1, 4), T=st.integers(1, 5),
        num_heads=st.integers(1, 3), head_dim=st.integers(1, 3), masked=st.booleans(),

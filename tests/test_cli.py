@@ -11,6 +11,7 @@ def run_cli(*args):
     return main(list(args))
 
 
+@pytest.mark.task7
 def test_default_train_reaches_95_percent_on_the_embedded_digits(tmp_path, capsys):
     assert run_cli("train", "--out", str(tmp_path), "--quiet") == 0
     history = json.loads((tmp_path / "history.json").read_text())
@@ -21,6 +22,7 @@ def test_default_train_reaches_95_percent_on_the_embedded_digits(tmp_path, capsy
     assert "best test accuracy" in out and str(tmp_path) in out
 
 
+@pytest.mark.task7
 def test_train_with_flags_then_resume_to_more_epochs_and_evaluate(tmp_path, capsys):
     run_cli("train", "--epochs", "1", "--embed-dim", "16", "--depth", "1", "--out",
             str(tmp_path), "--quiet")

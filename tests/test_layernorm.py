@@ -15,18 +15,21 @@ def with_random_affine(layer, seed):
     return layer
 
 
+@pytest.mark.task3
 def test_layernorm_backward_matches_numerical_gradient(float64):
     layer = with_random_affine(LayerNorm(5), seed=0)
     x = np.random.default_rng(1).standard_normal((2, 3, 5))
     assert_gradients_match(layer, (x,))
 
 
+@pytest.mark.task3
 def test_layernorm_backward_matches_numerical_gradient_on_2d_input(float64):
     layer = with_random_affine(LayerNorm(4), seed=0)
     x = np.random.default_rng(1).standard_normal((3, 4))
     assert_gradients_match(layer, (x,))
 
 
+@pytest.mark.task3
 def test_layernorm_matches_torch_forward_and_backward(float64):
     N, T, D = 4, 3, 6
     layer = with_random_affine(LayerNorm(D), seed=0)
@@ -54,6 +57,7 @@ def test_layernorm_starts_as_pure_normalisation():
     np.testing.assert_array_equal(layer.params["bias"], np.zeros(3))
 
 
+@pytest.mark.task3
 def test_layernorm_keeps_float32():
     layer = LayerNorm(4)
     out = layer.forward(np.arange(12, dtype=np.float32).reshape(3, 4))
@@ -70,6 +74,7 @@ def test_layernorm_rejects_wrong_feature_size():
 shapes = st.tuples(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integers(1, 8))
 
 
+@pytest.mark.task3
 @settings(max_examples=20, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2**16))
 def test_layernorm_output_has_zero_mean_and_unit_variance_per_row(shape, seed):
@@ -83,6 +88,7 @@ def test_layernorm_output_has_zero_mean_and_unit_variance_per_row(shape, seed):
     np.testing.assert_allclose(out.var(axis=-1), var_x / (var_x + 1e-5), rtol=1e-10)
 
 
+@pytest.mark.task3
 @settings(max_examples=20, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2**16))
 def test_layernorm_input_gradient_sums_to_zero_along_last_axis(shape, seed):

@@ -21,6 +21,7 @@ def torch_cross_entropy(logits, labels, label_smoothing):
     return loss_t.item(), logits_t.grad
 
 
+@pytest.mark.task6
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_loss_gradient_matches_numerical_gradient(label_smoothing):
     logits, labels = random_problem(4, 5, seed=1)
@@ -31,6 +32,7 @@ def test_loss_gradient_matches_numerical_gradient(label_smoothing):
     assert rel_error(dlogits, numerical) < GRAD_TOL
 
 
+@pytest.mark.task6
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 1.0])
 def test_loss_matches_torch_cross_entropy(label_smoothing):
     logits, labels = random_problem(8, 10, seed=2, scale=3.0)
@@ -41,6 +43,7 @@ def test_loss_matches_torch_cross_entropy(label_smoothing):
     assert max_abs_diff(dlogits, dlogits_t) <= TORCH_TOL
 
 
+@pytest.mark.task6
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_loss_is_stable_for_huge_logits(label_smoothing):
     logits, labels = random_problem(6, 5, seed=3)
@@ -53,18 +56,21 @@ def test_loss_is_stable_for_huge_logits(label_smoothing):
     assert max_abs_diff(dlogits, dlogits_t) <= TORCH_TOL
 
 
+@pytest.mark.task6
 def test_loss_is_stable_for_huge_float32_logits():
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype=np.float32)
     loss, dlogits = softmax_cross_entropy(logits, np.array([1, 2]), label_smoothing=0.1)
     assert np.isfinite(loss) and np.all(np.isfinite(dlogits))
 
 
+@pytest.mark.task6
 def test_loss_keeps_logits_dtype_for_the_gradient():
     logits, labels = random_problem(3, 4, seed=4)
     _, dlogits = softmax_cross_entropy(logits.astype(np.float32), labels)
     assert dlogits.dtype == np.float32
 
 
+@pytest.mark.task6
 def test_loss_of_uniform_logits_is_log_k():
     loss, _ = softmax_cross_entropy(np.zeros((3, 7)), np.array([0, 3, 6]))
     assert loss == pytest.approx(np.log(7))
@@ -101,6 +107,7 @@ problems = st.tuples(st.integers(1, 6), st.integers(1, 8), st.integers(0, 2**16)
                      st.floats(0.0, 1.0))
 
 
+@pytest.mark.task6
 @settings(max_examples=25, deadline=None)
 @given(problem=problems)
 def test_loss_gradient_rows_sum_to_zero(problem):
@@ -111,6 +118,7 @@ def test_loss_gradient_rows_sum_to_zero(problem):
     np.testing.assert_allclose(dlogits.sum(axis=1), 0, atol=1e-12)
 
 
+@pytest.mark.task6
 @settings(max_examples=25, deadline=None)
 @given(problem=problems)
 def test_loss_is_non_negative(problem):

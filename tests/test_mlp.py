@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
@@ -7,11 +8,13 @@ from cs_vit.layers import MLP
 from tests.gradcheck import TORCH_TOL, assert_gradients_match, max_abs_diff
 
 
+@pytest.mark.task4
 def test_mlp_backward_matches_numerical_gradient(float64):
     layer = MLP(4, 6)
     assert_gradients_match(layer, (np.random.default_rng(1).standard_normal((2, 3, 4)),))
 
 
+@pytest.mark.task4
 def test_mlp_with_dropout_backward_matches_numerical_gradient(float64):
     layer = MLP(4, 6, dropout=0.3)
 
@@ -24,6 +27,7 @@ def test_mlp_with_dropout_backward_matches_numerical_gradient(float64):
     assert (layer.drop1.mask == 0).any() and (layer.drop2.mask == 0).any()
 
 
+@pytest.mark.task4
 def test_mlp_matches_torch_forward_and_backward(float64):
     layer = MLP(5, 7)
     ref = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.GELU(), torch.nn.Linear(7, 5))
@@ -48,6 +52,7 @@ def test_mlp_matches_torch_forward_and_backward(float64):
         assert max_abs_diff(grad, getattr(pairs[sub], key).grad) <= TORCH_TOL, name
 
 
+@pytest.mark.task4
 def test_mlp_dropout_is_identity_in_eval_mode():
     layer = MLP(4, 8, dropout=0.5)
     x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
@@ -58,6 +63,7 @@ def test_mlp_dropout_is_identity_in_eval_mode():
     np.testing.assert_array_equal(first, layer.forward(x))
 
 
+@pytest.mark.task4
 def test_mlp_keeps_float32():
     layer = MLP(4, 8, dropout=0.2)
     out = layer.forward(np.ones((2, 3, 4), dtype=np.float32))
@@ -66,6 +72,7 @@ def test_mlp_keeps_float32():
     assert all(g.dtype == np.float32 for _, _, g in layer.parameters())
 
 
+@pytest.mark.task4
 @settings(max_examples=20, deadline=None)
 @given(lead=st.lists(st.integers(1, 3), min_size=1, max_size=3),
        dim=st.integers(1, 6), hidden_dim=st.integers(1, 6))

@@ -16,12 +16,14 @@ def uva_img_to_patch(x, patch_size, flatten_channels=True):
     return x.flatten(2, 4) if flatten_channels else x
 
 
+@pytest.mark.task1
 def test_patch_embedding_backward_matches_numerical_gradient(float64):
     layer = PatchEmbedding((4, 6), patch_size=2, in_channels=2, embed_dim=3)
     x = np.random.default_rng(1).standard_normal((2, 2, 4, 6))
     assert_gradients_match(layer, (x,))
 
 
+@pytest.mark.task1
 @pytest.mark.parametrize("image_size", [8, (8, 12)])
 def test_patch_embedding_matches_torch_conv2d(float64, image_size):
     C, D, P = 3, 5, 4
@@ -56,6 +58,7 @@ def test_patch_embedding_has_grid_attributes_and_torch_init_bound():
     assert [name for name, _, _ in layer.parameters()] == ["proj.weight", "proj.bias"]
 
 
+@pytest.mark.task1
 def test_patch_embedding_keeps_float32():
     layer = PatchEmbedding(8, 4, 3, 5)
     out = layer.forward(np.ones((2, 3, 8, 8), dtype=np.float32))
@@ -78,6 +81,7 @@ def test_patch_embedding_rejects_image_size_not_divisible_by_patch_size():
         PatchEmbedding((32, 30), 4, 3, 5)
 
 
+@pytest.mark.task1
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 3), c=st.integers(1, 3), gh=st.integers(1, 4), gw=st.integers(1, 4),
        p=st.integers(1, 4), flatten=st.booleans())
@@ -90,6 +94,7 @@ def test_img_to_patch_round_trips_and_matches_uva_tutorial(n, c, gh, gw, p, flat
     assert np.array_equal(patch_to_img(patches, p, (gh * p, gw * p)), x)
 
 
+@pytest.mark.task1
 def test_img_to_patch_reads_patches_row_by_row():
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     patches = img_to_patch(x, 2)

@@ -43,6 +43,7 @@ def loop_1d_sincos(T, d):
     return table
 
 
+@pytest.mark.task2
 @pytest.mark.parametrize("embed_dim", [6, 7])
 def test_sinusoidal_values_match_the_formula(float64, embed_dim):
     layer = SinusoidalPositionalEncoding(embed_dim, max_len=50)
@@ -50,6 +51,7 @@ def test_sinusoidal_values_match_the_formula(float64, embed_dim):
     assert np.max(np.abs(out[0] - loop_1d_sincos(50, embed_dim))) <= 1e-12
 
 
+@pytest.mark.task2
 @pytest.mark.parametrize("grid_size, prefix", [(4, 0), ((3, 5), 1)])
 def test_sinusoidal_2d_values_match_mae(float64, grid_size, prefix):
     layer = SinusoidalPositionalEncoding2D(8, grid_size, num_prefix_tokens=prefix)
@@ -59,6 +61,7 @@ def test_sinusoidal_2d_values_match_mae(float64, grid_size, prefix):
     assert np.max(np.abs(out[0] - expected)) <= 1e-12
 
 
+@pytest.mark.task2
 def test_sinusoidal_rows_are_distinct():
     tables = [SinusoidalPositionalEncoding(16, max_len=64).table,
               SinusoidalPositionalEncoding2D(16, (6, 7)).table]
@@ -66,6 +69,7 @@ def test_sinusoidal_rows_are_distinct():
         assert len(np.unique(table.round(5), axis=0)) == len(table)
 
 
+@pytest.mark.task2
 def test_sinusoidal_tables_follow_the_default_dtype():
     assert SinusoidalPositionalEncoding(8, max_len=10).table.dtype == np.float32
     assert SinusoidalPositionalEncoding2D(8, 3).table.dtype == np.float32
@@ -74,11 +78,13 @@ def test_sinusoidal_tables_follow_the_default_dtype():
         assert SinusoidalPositionalEncoding2D(8, 3).table.dtype == np.float64
 
 
+@pytest.mark.task2
 def test_sinusoidal_tables_are_buffers_not_parameters():
     assert list(SinusoidalPositionalEncoding(8).parameters()) == []
     assert list(SinusoidalPositionalEncoding2D(8, 3).parameters()) == []
 
 
+@pytest.mark.task2
 def test_positional_encodings_keep_float32():
     for layer in (SinusoidalPositionalEncoding(8), SinusoidalPositionalEncoding2D(8, 2),
                   LearnedPositionalEmbedding(4, 8)):
@@ -87,6 +93,7 @@ def test_positional_encodings_keep_float32():
         assert layer.backward(np.ones_like(out)).dtype == np.float32
 
 
+@pytest.mark.task2
 @pytest.mark.parametrize("make_layer", [
     lambda: SinusoidalPositionalEncoding(4, max_len=10),
     lambda: SinusoidalPositionalEncoding2D(4, (1, 3)),
@@ -99,6 +106,7 @@ def test_positional_backward_matches_numerical_gradient(float64, make_layer):
     assert set(errors) == {"dx0"} | {name for name, _, _ in layer.parameters()}
 
 
+@pytest.mark.task2
 def test_learned_gradient_is_dout_summed_over_the_batch(float64):
     layer = LearnedPositionalEmbedding(3, 4)
     dout = np.random.default_rng(2).standard_normal((5, 3, 4))
@@ -122,11 +130,13 @@ def test_learned_rejects_wrong_number_of_tokens():
         LearnedPositionalEmbedding(5, 8).forward(np.ones((2, 4, 8), dtype=np.float32))
 
 
+@pytest.mark.task2
 def test_sinusoidal_rejects_more_tokens_than_max_len():
     with pytest.raises(ValueError, match="T=11 tokens but max_len is 10"):
         SinusoidalPositionalEncoding(8, max_len=10).forward(np.ones((1, 11, 8), dtype=np.float32))
 
 
+@pytest.mark.task2
 def test_sinusoidal_2d_rejects_wrong_number_of_tokens():
     with pytest.raises(ValueError, match="= 10 tokens, got T=9"):
         SinusoidalPositionalEncoding2D(8, 3, num_prefix_tokens=1).forward(
@@ -138,11 +148,13 @@ def test_sinusoidal_2d_rejects_embed_dim_not_divisible_by_4():
         SinusoidalPositionalEncoding2D(6, 3)
 
 
+@pytest.mark.task2
 def test_positional_rejects_wrong_embed_dim():
     with pytest.raises(ValueError, match="embed_dim = 8"):
         SinusoidalPositionalEncoding(8).forward(np.ones((1, 4, 6), dtype=np.float32))
 
 
+@pytest.mark.task2
 @pytest.mark.parametrize("make_layer", [
     lambda: SinusoidalPositionalEncoding(8, dropout=0.5),
     lambda: SinusoidalPositionalEncoding2D(8, 2, dropout=0.5),

@@ -18,11 +18,13 @@ def randn(seed, *shape):
     return np.random.default_rng(seed).standard_normal(shape)
 
 
+@pytest.mark.task7
 def test_block_backward_matches_numerical_gradient(float64):
     block = TransformerEncoderBlock(4, 2, 8)
     assert_gradients_match(block, (randn(1, 2, 3, 4),))
 
 
+@pytest.mark.task7
 def test_block_with_dropout_backward_matches_numerical_gradient(float64):
     block = TransformerEncoderBlock(4, 2, 8, dropout=0.2, attention_dropout=0.2)
 
@@ -34,6 +36,7 @@ def test_block_with_dropout_backward_matches_numerical_gradient(float64):
     assert (block.attn_out_drop.mask == 0).any()
 
 
+@pytest.mark.task7
 def test_block_with_mask_backward_matches_numerical_gradient(float64):
     block = TransformerEncoderBlock(4, 2, 8)
     mask = np.tril(np.ones((3, 3), dtype=bool))
@@ -41,6 +44,7 @@ def test_block_with_mask_backward_matches_numerical_gradient(float64):
                                      call=lambda x: block.forward(x, attn_mask=mask))
 
 
+@pytest.mark.task7
 @pytest.mark.parametrize("causal", [False, True])
 def test_block_matches_torch_encoder_layer(float64, causal):
     D, num_heads, mlp_dim, T = 8, 2, 16, 5
@@ -79,12 +83,14 @@ def test_block_rejects_dim_not_divisible_by_heads():
         TransformerEncoderBlock(6, 4, 12)
 
 
+@pytest.mark.task7
 def test_block_is_deterministic_in_eval_mode():
     block = TransformerEncoderBlock(8, 2, 16, dropout=0.5, attention_dropout=0.5).eval()
     x = randn(0, 2, 3, 8).astype(np.float32)
     np.testing.assert_array_equal(block.forward(x), block.forward(x))
 
 
+@pytest.mark.task7
 def test_block_keeps_float32():
     block = TransformerEncoderBlock(8, 2, 16, dropout=0.1, attention_dropout=0.1)
     out = block.forward(randn(0, 2, 3, 8).astype(np.float32))

@@ -35,6 +35,7 @@ def run_torch(module, x, dlogits):
     return logits, x_t.grad
 
 
+@pytest.mark.task7
 def test_vit_matches_torchvision_forward_and_backward(float64):
     tv = torchvision_vit()
     model = VisionTransformer.from_torchvision(tv)
@@ -52,6 +53,7 @@ def test_vit_matches_torchvision_forward_and_backward(float64):
         assert max_abs_diff(ours, torch_grads[tv_name]) <= TORCH_TOL, tv_name
 
 
+@pytest.mark.task7
 def test_vit_round_trips_through_torchvision(float64):
     model = VisionTransformer(**TINY)
     tv = model.to_torchvision()
@@ -65,6 +67,7 @@ def test_vit_round_trips_through_torchvision(float64):
         np.testing.assert_array_equal(a, b, err_msg=name)
 
 
+@pytest.mark.task7
 @pytest.mark.parametrize("pool,pos", [("cls", "learned"), ("mean", "sincos2d"), ("cls", "sincos1d")])
 def test_vit_backward_matches_numerical_gradient(float64, pool, pos):
     model = VisionTransformer(**dict(TINY, depth=1, pool=pool, pos_encoding=pos))
@@ -110,6 +113,7 @@ def mean_pool_torch_names(model):
     return names
 
 
+@pytest.mark.task7
 def test_mean_pool_vit_matches_equivalent_torch_model(float64):
     model = VisionTransformer(**dict(TINY, pool="mean"))
     ref = TorchMeanPoolViT(model).double()
@@ -140,6 +144,7 @@ def test_vit_parameters_follow_timm_names():
     assert "blocks.1.attn.q_proj.weight" in names and names[-1] == "head.bias"
 
 
+@pytest.mark.task7
 def test_vit_save_and_load_round_trip(tmp_path):
     model = VisionTransformer(**TINY)
     path = tmp_path / "vit.npz"
@@ -173,6 +178,7 @@ def test_vit_rejects_bad_config():
         VisionTransformer(pos_encoding="rope")
 
 
+@pytest.mark.task7
 def test_vit_trains_in_float32_end_to_end():
     model = VisionTransformer(**TINY)
     logits = model.forward(images(2, 2, 8).astype(np.float32))
@@ -181,6 +187,7 @@ def test_vit_trains_in_float32_end_to_end():
     assert all(g.dtype == np.float32 for _, _, g in model.parameters())
 
 
+@pytest.mark.task7
 def test_attention_weights_are_kept_per_block():
     model = VisionTransformer(**TINY)
     model.forward(images(2, 2, 8).astype(np.float32))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cs_vit.data.dataset import ArrayDataset
+from cs_vit.data.dataset import ArrayDataset, check_label_range
 from cs_vit.data.download import download_file, extract_tar
 from cs_vit.data.image_folder import load_image_folder
 from cs_vit.data.safe_pickle import UnsafePickleError, safe_load
@@ -53,8 +53,8 @@ def load_cifar10(root, download=False):
     meta = _read(folder / "batches.meta")
     names = _field(meta, b"label_names", folder / "batches.meta")
     class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    train = [_read_batch(folder / name) for name in TRAIN_BATCHES]
-    test = _read_batch(folder / "test_batch")
+    train = [_read_batch(folder / name, len(class_names)) for name in TRAIN_BATCHES]
+    test = _read_batch(folder / "test_batch", len(class_names))
     return (
         ArrayDataset(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
                      class_names, mean, std, "cifar10"),
@@ -89,8 +89,8 @@ def _field(batch, key, path):
     return batch[key]
 
 
-def _read_batch(path):
-    """One batch file -> images (N, 3, 32, 32) uint8, labels (N,) int64."""
+def _read_batch(path, num_classes):
+    """One batch file -> images (N, 3, 32, 32) uint8, labels (N,) int64 in [0, num_classes)."""
     batch = _read(path)
     data = np.asarray(_field(batch, b"data", path))
     labels = np.asarray(_field(batch, b"labels", path), dtype=np.int64)
@@ -99,4 +99,6 @@ def _read_batch(path):
                          "batch holds uint8 rows of 3072 values (3 x 32 x 32)")
     if len(labels) != len(data):
         raise ValueError(f"{path} has {len(data)} images but {len(labels)} labels")
+    check_label_range(labels, num_classes, f"the labels in {path}",
+                      "; the file is corrupt, delete it and download CIFAR-10 again")
     return data.reshape(-1, 3, 32, 32), labels

@@ -34,12 +34,8 @@ class ArrayDataset:
         self.labels = check_labels(self.labels)
         _check_images(self.images, len(self.labels))
         self.class_names = [str(c) for c in self.class_names]
-        if self.labels.min() < 0 or self.labels.max() >= len(self.class_names):
-            raise ValueError(
-                f"labels must lie in [0, {len(self.class_names)}) for the "
-                f"{len(self.class_names)} class_names, got labels from {self.labels.min()} "
-                f"to {self.labels.max()}"
-            )
+        check_label_range(self.labels, len(self.class_names), "labels",
+                          "; give one class name per class")
         if self.mean is None or self.std is None:
             self.mean, self.std = channel_stats(self.images)
         self.mean, self.std = _check_stat("mean", self.mean, self.channels), _check_stat(
@@ -93,6 +89,13 @@ def check_labels(labels):
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels must be integers (class indices), got dtype {labels.dtype}")
     return labels.astype(np.int64, copy=False)
+
+
+def check_label_range(labels, num_classes, source, advice=""):
+    """A ValueError naming ``source`` unless every label lies in [0, num_classes)."""
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{source} must lie in [0, {num_classes}) for {num_classes} classes, "
+                         f"got labels from {labels.min()} to {labels.max()}{advice}")
 
 
 def _check_stat(what, values, channels):

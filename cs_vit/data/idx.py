@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cs_vit.data.dataset import ArrayDataset
+from cs_vit.data.dataset import ArrayDataset, check_label_range
 from cs_vit.data.download import download_file
 from cs_vit.data.transforms import DATASET_STATS
 
@@ -72,7 +72,7 @@ def _load(name, root, download, url, md5, class_names):
             + f". Get them with download=True, or datasets/get_datasets.sh {name}"
         )
     mean, std = DATASET_STATS[name]
-    train, test = (_read_split(*paths[split]) for split in ("train", "test"))
+    train, test = (_read_split(*paths[split], len(class_names)) for split in ("train", "test"))
     return (ArrayDataset(*train, class_names, mean, std, name),
             ArrayDataset(*test, class_names, mean, std, name))
 
@@ -84,9 +84,11 @@ def _find(root, base):
     return None
 
 
-def _read_split(images_path, labels_path):
+def _read_split(images_path, labels_path, num_classes):
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
+    check_label_range(labels, num_classes, f"the labels in {labels_path}",
+                      "; the file is corrupt, download it again")
     if images.ndim != 3:
         raise ValueError(f"{images_path} declares dims {images.shape}; images need (N, H, W)")
     if len(images) != len(labels):

@@ -1,5 +1,5 @@
 """Every ViT building block, each with a hand-written forward and backward pass."""
-from cs_vit.layers.base import GradientDict, Layer
+from cs_vit.layers.base import GradientDict, Layer, no_grad
 from cs_vit.layers.linear import Linear
 from cs_vit.layers.activations import GELU, ReLU
 from cs_vit.layers.dropout import Dropout

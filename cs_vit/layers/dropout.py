@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from cs_vit import backend
-from cs_vit.layers.base import Layer
+from cs_vit.checks import check_dout, check_float_array
+from cs_vit.layers.base import Layer, keep
 
 
 class Dropout(Layer):
@@ -23,18 +24,23 @@ class Dropout(Layer):
             )
         self.p = p
         self.mask = None
+        self.input_shape = None
 
     def forward(self, x):
         """x: any shape -> out: same shape and dtype."""
+        check_float_array(x, "x", "Dropout")
+        self.input_shape = keep(x.shape)
         if not self.training or self.p == 0:
             self.mask = None
             return x
-        keep = backend.rng().random(x.shape, dtype=x.dtype) >= self.p
-        self.mask = keep.astype(x.dtype) / (1.0 - self.p)
-        return x * self.mask
+        kept = backend.rng().random(x.shape, dtype=x.dtype) >= self.p
+        mask = kept.astype(x.dtype) / (1.0 - self.p)
+        self.mask = keep(mask)
+        return x * mask
 
     def backward(self, dout):
         """dout: any shape -> dx: same shape; the forward pass's mask routes the gradient."""
+        check_dout(dout, self.input_shape, "Dropout")
         if self.mask is None:
             return dout
         return dout * self.mask

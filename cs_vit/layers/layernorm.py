@@ -2,8 +2,26 @@
 from __future__ import annotations
 
 from cs_vit.backend import xp
-from cs_vit.layers.base import Layer
+from cs_vit.checks import check_dout, check_float_array
+from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.init import ones, zeros
+
+
+def mean_last(x):
+    """x.mean(axis=-1, keepdims=True), as a matrix-vector product.
+
+    BLAS sums each row several times faster than NumPy's reduction over a
+    short last axis; the result is the same up to rounding.
+    """
+    D = x.shape[-1]
+    return (x.reshape(-1, D) @ xp.full(D, 1.0 / D, dtype=x.dtype)).reshape(*x.shape[:-1], 1)
+
+
+def sum_leading(x):
+    """x.sum over every axis but the last, (..., D) -> (D,), as a vector-matrix product."""
+    D = x.shape[-1]
+    x2d = x.reshape(-1, D)
+    return xp.ones(x2d.shape[0], dtype=x.dtype) @ x2d
 
 
 class LayerNorm(Layer):
@@ -19,30 +37,45 @@ class LayerNorm(Layer):
         self.dim, self.eps = dim, eps
         self.add_param("weight", ones((dim,)))
         self.add_param("bias", zeros((dim,)))
-        self.xmu = None
-        self.inv_std = None
         self.xhat = None
+        self.inv_std = None
 
     def forward(self, x):
         """x: (..., D) -> out: (..., D)."""
-        if x.shape[-1] != self.dim:
+        check_float_array(x, "x", "LayerNorm")
+        if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(
                 f"LayerNorm expected inputs with last dimension {self.dim}, got shape {x.shape}"
             )
-        self.xmu = x - x.mean(axis=-1, keepdims=True)
-        var = (self.xmu**2).mean(axis=-1, keepdims=True)
-        self.inv_std = 1.0 / xp.sqrt(var + self.eps)
-        self.xhat = self.xmu * self.inv_std
-        return self.xhat * self.params["weight"] + self.params["bias"]
+        # BEGIN SOLUTION task3
+        # HINT: normalise over the last axis (mean_last is x.mean(axis=-1, keepdims=True));
+        # HINT: keep xhat and inv_std = 1 / sqrt(var + eps) on self with keep(...) for
+        # HINT: backward; out = xhat * weight + bias
+        xmu = x - mean_last(x)
+        var = mean_last(xmu * xmu)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
+        xhat = xmu
+        xhat *= inv_std  # in place: xmu is not needed any more
+        self.xhat, self.inv_std = keep(xhat), keep(inv_std)
+        out = xhat * self.params["weight"]
+        out += self.params["bias"]
+        # END SOLUTION
+        return out
 
     def backward(self, dout):
         """dout: (..., D) -> dx: (..., D); fills grads of weight and bias, each (D,)."""
-        D = self.dim
-        leading = tuple(range(dout.ndim - 1))
-        self.grads["weight"] = (dout * self.xhat).sum(axis=leading)
-        self.grads["bias"] = dout.sum(axis=leading)
+        check_dout(dout, None if self.xhat is None else self.xhat.shape, "LayerNorm")
+        # BEGIN SOLUTION task3
+        # HINT: weight and bias grads sum over every leading axis (sum_leading); then the
+        # HINT: chain rule through xhat, var and mean, each reduced over the last axis
+        self.grads["weight"] = sum_leading(dout * self.xhat)
+        self.grads["bias"] = sum_leading(dout)
         dxhat = dout * self.params["weight"]
-        dvar = (dxhat * self.xmu).sum(axis=-1, keepdims=True) * -0.5 * self.inv_std**3
-        # var's own dependence on the mean drops out: it is a multiple of sum(xmu) = 0.
-        dmean = -dxhat.sum(axis=-1, keepdims=True) * self.inv_std
-        return dxhat * self.inv_std + dvar * 2.0 * self.xmu / D + dmean / D
+        # xhat = (x - mean) * inv_std. With dvar = -inv_std^3 / 2 * sum(dxhat * (x - mean)) and
+        # dmean = -inv_std * sum(dxhat), the chain rule dx = dxhat * inv_std + dvar * 2 (x - mean) / D
+        # + dmean / D collapses to inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+        dx = dxhat - mean_last(dxhat)
+        dx -= self.xhat * mean_last(dxhat * self.xhat)
+        dx *= self.inv_std
+        # END SOLUTION
+        return dx

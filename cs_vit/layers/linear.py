@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 
-from cs_vit.layers.base import Layer
+from cs_vit.checks import check_dout, check_float_array
+from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.init import uniform
 
 
@@ -25,24 +26,33 @@ class Linear(Layer):
 
     def forward(self, x):
         """x: (..., in_features) -> out: (..., out_features)."""
-        if x.shape[-1] != self.in_features:
+        check_float_array(x, "x", "Linear")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear expected inputs with last dimension {self.in_features}, "
                 f"got shape {x.shape}"
             )
-        self.x = x
+        self.x = keep(x)
         # One 2-D matrix product over all leading dims is much faster than a batched one.
         out = x.reshape(-1, self.in_features) @ self.params["weight"].T
         if "bias" in self.params:
             out += self.params["bias"]
         return out.reshape(*x.shape[:-1], self.out_features)
 
-    def backward(self, dout):
-        """dout: (..., out_features) -> dx: (..., in_features); fills grads."""
+    def backward(self, dout, input_grad=True):
+        """dout: (..., out_features) -> dx: (..., in_features); fills grads.
+
+        ``input_grad=False`` skips dx and returns None, for a first layer whose
+        input is data: training never uses that gradient.
+        """
+        expected = None if self.x is None else (*self.x.shape[:-1], self.out_features)
+        check_dout(dout, expected, "Linear")
         x2d = self.x.reshape(-1, self.in_features)
         dout2d = dout.reshape(-1, self.out_features)
         self.grads["weight"] = dout2d.T @ x2d
         if "bias" in self.params:
             self.grads["bias"] = dout2d.sum(axis=0)
+        if not input_grad:
+            return None
         dx = dout2d @ self.params["weight"]
         return dx.reshape(self.x.shape)

@@ -1,6 +1,7 @@
 """The transformer's position-wise feed-forward network (timm's ``Mlp``)."""
 from __future__ import annotations
 
+from cs_vit.checks import check_dout
 from cs_vit.layers.activations import GELU
 from cs_vit.layers.base import Layer
 from cs_vit.layers.dropout import Dropout
@@ -24,10 +25,17 @@ class MLP(Layer):
 
     def forward(self, x):
         """x: (..., dim) -> out: (..., dim)."""
+        # BEGIN SOLUTION task4
+        # HINT: fc1 -> act -> drop1 -> fc2 -> drop2
         hidden = self.drop1(self.act(self.fc1(x)))
         return self.drop2(self.fc2(hidden))
+        # END SOLUTION
 
     def backward(self, dout):
         """dout: (..., dim) -> dx: (..., dim); fills fc1's and fc2's grads."""
+        check_dout(dout, self.drop2.input_shape, "MLP")
+        # BEGIN SOLUTION task4
+        # HINT: call each sub-layer's backward in the reverse order of forward
         dhidden = self.fc2.backward(self.drop2.backward(dout))
         return self.fc1.backward(self.act.backward(self.drop1.backward(dhidden)))
+        # END SOLUTION

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer
 from cs_vit.layers.linear import Linear
 
@@ -48,8 +49,12 @@ def img_to_patch(x, patch_size, flatten_channels=True):
     N, C, H, W = _image_shape(x)
     P = patch_size
     gh, gw = _grid_shape(H, W, P)
+    # BEGIN SOLUTION task1
+    # HINT: one reshape and one transpose give (N, gh, gw, C, P, P); merge gh and gw into T
+    # HINT: to get patches (N, T, C, P, P)
     patches = x.reshape(N, C, gh, P, gw, P).transpose(0, 2, 4, 1, 3, 5)
     patches = patches.reshape(N, gh * gw, C, P, P)
+    # END SOLUTION
     return patches.reshape(N, gh * gw, C * P * P) if flatten_channels else patches
 
 
@@ -75,7 +80,10 @@ def patch_to_img(patches, patch_size, image_size):
         raise ValueError(
             f"a {H}x{W} image has {gh * gw} patches of size {P}, but got T={T} patches"
         )
+    # BEGIN SOLUTION task1
+    # HINT: undo img_to_patch: bring the patches back to x of shape (N, C, gh, P, gw, P)
     x = patches.reshape(N, gh, gw, C, P, P).transpose(0, 3, 1, 4, 2, 5)
+    # END SOLUTION
     return x.reshape(N, C, H, W)
 
 
@@ -97,6 +105,7 @@ class PatchEmbedding(Layer):
 
     def forward(self, x):
         """x: (N, C, H, W) -> tokens: (N, T, D), T = num_patches in reading order."""
+        check_float_array(x, "x", "PatchEmbedding")
         _, C, H, W = _image_shape(x)
         if C != self.in_channels:
             raise ValueError(
@@ -110,7 +119,14 @@ class PatchEmbedding(Layer):
             )
         return self.proj.forward(img_to_patch(x, self.patch_size))
 
-    def backward(self, dout):
-        """dout: (N, T, D) -> dx: (N, C, H, W); fills proj's grads."""
-        dpatches = self.proj.backward(dout)
-        return patch_to_img(dpatches, self.patch_size, self.image_size)
+    def backward(self, dout, input_grad=True):
+        """dout: (N, T, D) -> dx: (N, C, H, W); fills proj's grads.
+
+        ``input_grad=False`` returns None without computing dx (training needs
+        only the parameters' gradients, not the images').
+        """
+        patches = self.proj.x  # (N, T, C*P*P)
+        expected = None if patches is None else (*patches.shape[:-1], self.embed_dim)
+        check_dout(dout, expected, "PatchEmbedding")
+        dpatches = self.proj.backward(dout, input_grad)
+        return patch_to_img(dpatches, self.patch_size, self.image_size) if input_grad else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from cs_vit import backend
 from cs_vit.backend import xp
+from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer
 from cs_vit.layers.dropout import Dropout
 from cs_vit.layers.init import trunc_normal
@@ -22,11 +23,15 @@ def sincos_1d(positions, dim):
     """
     # Computed in float64 so that a float32 table is the correctly rounded one.
     positions = xp.asarray(positions, dtype=xp.float64)
+    # BEGIN SOLUTION task2
+    # HINT: table[pos, 2i] = sin(pos / 10000^(2i/dim)) and table[pos, 2i+1] = cos of the
+    # HINT: same angle; build table (T, dim) in float64 (dim may be odd)
     exponents = xp.arange(0, dim, 2, dtype=xp.float64) / dim
     angles = positions[:, None] * 10000.0 ** -exponents[None, :]
     table = xp.empty((positions.shape[0], dim), dtype=xp.float64)
     table[:, 0::2] = xp.sin(angles)
     table[:, 1::2] = xp.cos(angles[:, : dim // 2])
+    # END SOLUTION
     return table.astype(backend.default_dtype())
 
 
@@ -50,6 +55,7 @@ class _AddedTable(Layer):
 
     def forward(self, x):
         """x: (N, T, D) -> out: (N, T, D)."""
+        check_float_array(x, "x", type(self).__name__)
         if x.ndim != 3 or x.shape[2] != self.embed_dim:
             raise ValueError(
                 f"{type(self).__name__} expected tokens of shape (N, T, D) with "
@@ -59,6 +65,7 @@ class _AddedTable(Layer):
 
     def backward(self, dout):
         """dout: (N, T, D) -> dx: (N, T, D)."""
+        check_dout(dout, self.dropout.input_shape, type(self).__name__)
         return self.dropout.backward(dout)
 
 
@@ -142,5 +149,8 @@ class LearnedPositionalEmbedding(_AddedTable):
     def backward(self, dout):
         """dout: (N, T, D) -> dx: (N, T, D); fills grads["pos_embed"]."""
         dx = super().backward(dout)
+        # BEGIN SOLUTION task2
+        # HINT: the same table is added to every image of the batch
         self.grads["pos_embed"] = dx.sum(axis=0, keepdims=True)
+        # END SOLUTION
         return dx

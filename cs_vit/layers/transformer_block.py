@@ -1,6 +1,7 @@
 """One pre-norm transformer encoder block, the unit a ViT stacks ``depth`` times."""
 from __future__ import annotations
 
+from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.attention import MultiHeadAttention
 from cs_vit.layers.base import Layer
 from cs_vit.layers.dropout import Dropout
@@ -29,11 +30,23 @@ class TransformerEncoderBlock(Layer):
 
     def forward(self, x, attn_mask=None):
         """x: (N, T, D) -> out: (N, T, D). attn_mask: (T, T) or (N, T, T); 0 blocks."""
+        check_float_array(x, "x", "TransformerEncoderBlock")
+        if x.ndim != 3 or x.shape[2] != self.norm1.dim:
+            raise ValueError(f"TransformerEncoderBlock expected x of shape (N, T, "
+                             f"D={self.norm1.dim}), got shape {x.shape}")
+        # BEGIN SOLUTION task7
+        # HINT: two pre-norm residual branches: x + attn_out_drop(attn(norm1(x))), then x +
+        # HINT: mlp(norm2(x))
         x = x + self.attn_out_drop(self.attn(self.norm1(x), attn_mask=attn_mask))
         return x + self.mlp(self.norm2(x))
+        # END SOLUTION
 
     def backward(self, dout):
         """dout: (N, T, D) -> dx: (N, T, D); each residual adds its skip path's gradient."""
+        check_dout(dout, self.attn_out_drop.input_shape, "TransformerEncoderBlock")
+        # BEGIN SOLUTION task7
+        # HINT: each residual passes dout straight through and adds its branch's backward
         dx = dout + self.norm2.backward(self.mlp.backward(dout))
         dattn = self.attn.backward(self.attn_out_drop.backward(dx))
         return dx + self.norm1.backward(dattn)
+        # END SOLUTION

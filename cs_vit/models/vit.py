@@ -16,6 +16,7 @@ import json
 
 from cs_vit import backend
 from cs_vit.backend import xp
+from cs_vit.checks import check_dout, check_float_array
 from cs_vit.io import atomic_savez, load_npz
 from cs_vit.layers import (
     LayerNorm, LearnedPositionalEmbedding, Linear, PatchEmbedding,
@@ -93,11 +94,12 @@ class VisionTransformer(Layer):
 
     def forward(self, images):
         """images: (N, C, H, W) floats -> logits (N, num_classes)."""
-        if images.dtype.kind != "f":
-            raise TypeError(
-                f"images must be floating point (normalised), got dtype {images.dtype}; "
-                "convert uint8 pixels with cs_vit.data.normalize first"
-            )
+        check_float_array(images, "images", "VisionTransformer", "normalise uint8 pixels "
+                          "first, with cs_vit.data.normalize(images, mean, std)")
+        # BEGIN SOLUTION task7
+        # HINT: patch_embed; prepend cls_token (broadcast to the batch) if pooling by CLS;
+        # HINT: pos_encoding; blocks; norm; pool (CLS row or token mean); head. Keep
+        # HINT: self.num_tokens for backward
         x = self.patch_embed.forward(images)
         if self.num_prefix_tokens:
             cls = xp.broadcast_to(self.params["cls_token"], (x.shape[0], 1, x.shape[2]))
@@ -105,28 +107,43 @@ class VisionTransformer(Layer):
         x = self.pos_encoding.forward(x)
         for block in self.blocks:
             x = block.forward(x)
-        x = self.norm.forward(x)
         self.num_tokens = x.shape[1]
-        pooled = x[:, 0] if self.num_prefix_tokens else x.mean(axis=1)
+        if self.num_prefix_tokens:
+            # LayerNorm acts on each token alone: normalising only the CLS token gives the same logits.
+            pooled = self.norm.forward(x[:, 0])
+        else:
+            pooled = self.norm.forward(x).mean(axis=1)
         return self.head.forward(pooled)
+        # END SOLUTION
 
-    def backward(self, dlogits):
-        """dlogits: (N, num_classes) -> dimages (N, C, H, W); fills every parameter's grad."""
+    def backward(self, dlogits, input_grad=True):
+        """dlogits: (N, num_classes) -> dimages (N, C, H, W); fills every parameter's grad.
+
+        ``input_grad=False`` returns None instead of dimages, skipping a gradient
+        that training never uses (as torch does for inputs that need no grad).
+        """
+        pooled = self.head.x  # (N, D)
+        expected = None if pooled is None else (pooled.shape[0], self.config.num_classes)
+        check_dout(dlogits, expected, "VisionTransformer")
+        # BEGIN SOLUTION task7
+        # HINT: the forward in reverse: head, norm and pooling, blocks (last first),
+        # HINT: pos_encoding, the cls_token's grad, patch_embed
         dpooled = self.head.backward(dlogits)
         N, D = dpooled.shape
         if self.num_prefix_tokens:
             dx = xp.zeros((N, self.num_tokens, D), dtype=dpooled.dtype)
-            dx[:, 0] = dpooled
+            dx[:, 0] = self.norm.backward(dpooled)
         else:
-            dx = xp.broadcast_to(dpooled[:, None, :] / self.num_tokens, (N, self.num_tokens, D))
-        dx = self.norm.backward(dx)
+            dnormed = xp.broadcast_to(dpooled[:, None, :] / self.num_tokens, (N, self.num_tokens, D))
+            dx = self.norm.backward(dnormed)
         for block in reversed(self.blocks):
             dx = block.backward(dx)
         dx = self.pos_encoding.backward(dx)
         if self.num_prefix_tokens:
             self.grads["cls_token"] = dx[:, :1].sum(axis=0, keepdims=True)
             dx = dx[:, 1:]
-        return self.patch_embed.backward(dx)
+        return self.patch_embed.backward(dx, input_grad)
+        # END SOLUTION
 
     def attention_weights(self):
         """The last forward pass's attention, one (N, num_heads, T, T) array per block."""
@@ -136,8 +153,11 @@ class VisionTransformer(Layer):
         """{parameter name: NumPy array}, a copy independent of the model."""
         return {name: backend.to_numpy(value).copy() for name, value, _ in self.parameters()}
 
-    def load_state_dict(self, state):
-        """Copy ``state`` into the parameters; every key and shape must match."""
+    def load_state_dict(self, state, source="checkpoint"):
+        """Copy ``state`` into the parameters; every key and shape must match.
+
+        ``source`` names the state in the error message (e.g. the file it came from).
+        """
         own = {name: value for name, value, _ in self.parameters()}
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
@@ -145,7 +165,7 @@ class VisionTransformer(Layer):
                        for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
         if missing or unexpected or wrong_shape:
             raise ValueError(
-                "checkpoint does not fit this model (was it saved from another config?):"
+                f"{source} does not fit this model (was it saved from another config?):"
                 f"\n  missing keys: {missing}\n  unexpected keys: {unexpected}"
                 f"\n  shape mismatches: {wrong_shape}"
             )
@@ -162,7 +182,7 @@ class VisionTransformer(Layer):
         """Load parameters saved by :meth:`save` into this model."""
         state = load_npz(path)
         state.pop(CONFIG_KEY, None)
-        self.load_state_dict(state)
+        self.load_state_dict(state, str(path))
         return self
 
     @classmethod
@@ -172,7 +192,7 @@ class VisionTransformer(Layer):
         if CONFIG_KEY not in state:
             raise ValueError(f"{path} has no model config; was it written by VisionTransformer.save?")
         model = cls(**json.loads(str(state.pop(CONFIG_KEY))))
-        model.load_state_dict(state)
+        model.load_state_dict(state, str(path))
         return model
 
     @classmethod

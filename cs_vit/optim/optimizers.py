@@ -7,6 +7,10 @@
 Each update is a few vectorised in-place operations per parameter, with Python
 float hyperparameters so float32 parameters stay float32. The maths follows
 ``torch.optim`` step for step, so a torch run and a cs_vit run agree.
+
+After ``model.flatten_parameters()`` the parameters are views of one buffer, and
+the optimizer runs those operations once over the whole buffer instead of once
+per parameter (the fused update): the same numbers, bit for bit, much faster.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import math
 
 from cs_vit import backend
 from cs_vit.backend import xp
+from cs_vit.layers.base import shared_buffer
 
 NO_DECAY_WORDS = ("norm", "pos_embed", "cls_token")
 
@@ -69,8 +74,11 @@ def _as_param_list(params):
 class Optimizer:
     """Shared machinery: the parameter list, ``lr``, weight-decay rule, state dict.
 
-    Subclasses name their per-parameter state arrays in ``buffers`` and write
-    ``_update(name, value, grad, weight_decay)`` for one parameter.
+    Subclasses name their per-parameter state arrays in ``buffers`` and write, for
+    one parameter, ``_decay(value, grad, weight_decay)``, which applies the
+    weight-decay rule and returns the gradient to step with, and the element-wise
+    ``_update(value, g, state)``, ``state`` mapping each buffer to its array.
+    In the fused layout ``_update`` runs once, on the flat buffers.
     """
 
     buffers = ()
@@ -83,8 +91,22 @@ class Optimizer:
             raise TypeError(f"no_decay must be a callable (name, value) -> bool or None, got {no_decay!r}")
         self.decayed = [no_decay is None or not no_decay(name, value) for name, value, _ in self.params]
         self.step_count = 0
-        self.state = {buffer: {name: xp.zeros_like(value) for name, value, _ in self.params}
-                      for buffer in self.buffers}
+        self.flat_params = shared_buffer([value for _, value, _ in self.params])
+        self.flat_grads = shared_buffer([grad for _, _, grad in self.params])
+        self.fused = self.flat_params is not None and self.flat_grads is not None
+        self.flat_state = {buffer: xp.zeros_like(self.flat_params)
+                           for buffer in (self.buffers if self.fused else ())}
+        self.state = {buffer: self._state_arrays(buffer) for buffer in self.buffers}
+
+    def _state_arrays(self, buffer):
+        """{name: zeroed array shaped like the parameter}; views of ``flat_state`` if fused."""
+        if not self.fused:
+            return {name: xp.zeros_like(value) for name, value, _ in self.params}
+        arrays, offset = {}, 0
+        for name, value, _ in self.params:
+            arrays[name] = self.flat_state[buffer][offset:offset + value.size].reshape(value.shape)
+            offset += value.size
+        return arrays
 
     @property
     def lr(self):
@@ -97,8 +119,25 @@ class Optimizer:
     def step(self):
         """Update every parameter once from its current gradient."""
         self.step_count += 1
+        if self.fused:
+            self._update(self.flat_params, self._decayed_flat_grad(), self.flat_state)
+            return
         for (name, value, grad), decayed in zip(self.params, self.decayed):
-            self._update(name, value, grad, self.weight_decay if decayed else 0.0)
+            g = self._decay(value, grad, self.weight_decay if decayed else 0.0)
+            self._update(value, g, {buffer: self.state[buffer][name] for buffer in self.buffers})
+
+    def _decayed_flat_grad(self):
+        """The flat gradient after each decayed parameter's ``_decay`` (copied if one changes it)."""
+        g, offset = self.flat_grads, 0
+        for (_, value, grad), decayed in zip(self.params, self.decayed):
+            span = slice(offset, offset + value.size)
+            offset += value.size
+            if decayed and self.weight_decay:
+                decayed_grad = self._decay(value, grad, self.weight_decay)
+                if decayed_grad is not grad:
+                    g = self.flat_grads.copy() if g is self.flat_grads else g
+                    g[span] = decayed_grad.ravel()
+        return g
 
     def zero_grad(self):
         for _, _, grad in self.params:
@@ -165,10 +204,12 @@ class SGD(Optimizer):
         self.buffers = ("momentum_buffer",) if self.momentum else ()
         super().__init__(params, lr, weight_decay, no_decay)
 
-    def _update(self, name, value, grad, weight_decay):
-        g = _with_l2(value, grad, weight_decay)
+    def _decay(self, value, grad, weight_decay):
+        return _with_l2(value, grad, weight_decay)
+
+    def _update(self, value, g, state):
         if self.momentum:
-            buf = self.state["momentum_buffer"][name]
+            buf = state["momentum_buffer"]
             buf *= self.momentum
             buf += g
             g = g + self.momentum * buf if self.nesterov else buf
@@ -188,21 +229,33 @@ class Adam(Optimizer):
         self.beta2 = _check_unit_interval("betas[1]", betas[1])
         self.eps = non_negative("eps", eps)
         super().__init__(params, lr, weight_decay, no_decay)
+        if self.fused:
+            # Two model-sized temporaries, kept: allocating megabytes every step costs page faults.
+            self.flat_state.update(scratch=xp.empty_like(self.flat_params),
+                                   denom=xp.empty_like(self.flat_params))
 
-    def _update(self, name, value, grad, weight_decay):
-        self._adam_step(name, value, _with_l2(value, grad, weight_decay))
+    def _decay(self, value, grad, weight_decay):
+        return _with_l2(value, grad, weight_decay)
 
-    def _adam_step(self, name, value, g):
+    def _update(self, value, g, state):
         """m, v: running means of g and g**2; dividing by 1 - beta**t undoes their zero start."""
-        m, v = self.state["exp_avg"][name], self.state["exp_avg_sq"][name]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        # Temporaries: allocated per call, except in the fused update (see __init__).
+        scratch = xp.multiply(g, 1.0 - self.beta1, out=state.get("scratch"))
         m *= self.beta1
-        m += (1.0 - self.beta1) * g
+        m += scratch
+        xp.multiply(g, 1.0 - self.beta2, out=scratch)
+        scratch *= g
         v *= self.beta2
-        v += (1.0 - self.beta2) * g * g
+        v += scratch
         bias_correction1 = 1.0 - self.beta1 ** self.step_count
         bias_correction2 = 1.0 - self.beta2 ** self.step_count
-        denom = xp.sqrt(v) / math.sqrt(bias_correction2) + self.eps
-        value -= (self.lr / bias_correction1) * m / denom
+        denom = xp.sqrt(v, out=state.get("denom"))
+        denom /= math.sqrt(bias_correction2)
+        denom += self.eps
+        step = xp.multiply(m, self.lr / bias_correction1, out=scratch)
+        step /= denom
+        value -= step
 
 
 class AdamW(Adam):
@@ -216,7 +269,7 @@ class AdamW(Adam):
                  no_decay=DEFAULT_NO_DECAY):
         super().__init__(params, lr, betas, eps, weight_decay, no_decay)
 
-    def _update(self, name, value, grad, weight_decay):
+    def _decay(self, value, grad, weight_decay):
         if weight_decay:
             value *= 1.0 - self.lr * weight_decay
-        self._adam_step(name, value, grad)
+        return grad

@@ -6,10 +6,14 @@
     solver.results["best_test_acc"]
 
 Every epoch draws its shuffling, augmentation and dropout from generators seeded
-by (seed, epoch), so a run resumed from an epoch checkpoint continues exactly.
+by (seed, epoch). The checkpoint written after each epoch holds those generators'
+states for the next epoch, with the parameters, optimizer state and counters, so a
+run killed at any moment and resumed from its last checkpoint ends bitwise where an
+uninterrupted run ends (same seed, same backend).
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -17,10 +21,13 @@ import numpy
 from tqdm.auto import tqdm
 
 from cs_vit import backend
+from cs_vit.checks import finite_non_negative, positive_int
 from cs_vit.data import as_dataset, default_augment, iterate_batches
-from cs_vit.layers import softmax_cross_entropy
+from cs_vit.layers import no_grad, softmax_cross_entropy
 from cs_vit.optim import SGD, Adam, AdamW, clip_grad_norm, make_schedule, set_lr
-from cs_vit.solvers.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from cs_vit.solvers.checkpoint import (
+    check_resumable, checkpoint_path, load_checkpoint, restore_rng, rng_state, save_checkpoint,
+)
 
 OPTIMIZERS = {"adamw": AdamW, "adam": Adam, "sgd": SGD}
 DEFAULT_OPTIONS = {
@@ -38,6 +45,8 @@ DEFAULT_OPTIONS = {
     "eval_batch_size": 256,
     "verbose": True,
 }
+# Options a resumed run may change; every other setting must match the checkpoint's.
+FREE_ON_RESUME = ("checkpoint_dir", "resume", "eval_batch_size", "verbose")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -46,6 +55,14 @@ class TrainingDivergedError(FloatingPointError):
 
 def _epoch_seed(seed, epoch):
     return int(numpy.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _as_split(arg, data):
+    """``as_dataset(data)``; its errors name the solver argument the data came in."""
+    try:
+        return as_dataset(data)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{arg}: {err}") from None
 
 
 class ClassificationSolverViT:
@@ -63,40 +80,59 @@ class ClassificationSolverViT:
         if unknown:
             raise ValueError(f"unrecognized options {unknown}; valid options: {sorted(DEFAULT_OPTIONS)}")
         self.options = {**DEFAULT_OPTIONS, **options}
-        if self.options["optimizer"] not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.options['optimizer']!r}")
-        self.train_data, self.test_data = as_dataset(train_data), as_dataset(test_data)
+        self._check_options()
+        self.train_data = _as_split("train_data", train_data)
+        self.test_data = _as_split("test_data", test_data)
         self.model = model
-        self.num_epochs, self.batch_size = int(num_epochs), int(batch_size)
-        self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
+        self.num_epochs = positive_int("num_epochs", num_epochs)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.learning_rate = finite_non_negative("learning_rate", learning_rate)
+        self.weight_decay = finite_non_negative("weight_decay", weight_decay)
         self._check_fit()
         augment = self.options["augment"]
         self.augment = default_augment(self.train_data.name) if augment is None else bool(augment)
         self.steps_per_epoch = len(self.train_data) // self.batch_size
+        self._build_schedule()  # built again in train(); here it reports a bad setting early
         self.epoch, self.step = 0, 0
+        self.data_rng = None
         self.best_state = None
         self.results = {"train_loss": [], "train_acc@1": [], "test_loss": [], "test_acc@1": [],
                         "best_test_acc": 0.0, "best_epoch": -1, "loss_history": [],
                         "lr_history": [], "grad_norm_history": []}
 
+    def _check_options(self):
+        options = self.options
+        if options["optimizer"] not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, "
+                             f"got {options['optimizer']!r}")
+        if options["resume"] and not options["checkpoint_dir"]:
+            raise ValueError("resume=True needs checkpoint_dir, the folder holding checkpoint.npz")
+        if finite_non_negative("label_smoothing", options["label_smoothing"]) > 1:
+            raise ValueError("label_smoothing must lie in [0, 1], "
+                             f"got {options['label_smoothing']}")
+        if options["grad_clip"] is not None:
+            finite_non_negative("grad_clip", options["grad_clip"])
+        positive_int("eval_batch_size", options["eval_batch_size"])
+
     def _check_fit(self):
-        """Clear errors for a dataset that cannot train this model."""
-        config, data = self.model.config, self.train_data
-        if self.num_epochs < 1:
-            raise ValueError(f"num_epochs must be at least 1, got {self.num_epochs}")
-        if not 1 <= self.batch_size <= len(data):
-            raise ValueError(f"batch_size must be between 1 and the {len(data)} training images, "
-                             f"got {self.batch_size}")
+        """Clear errors for data that cannot train this model."""
+        config = self.model.config
+        if self.batch_size > len(self.train_data):
+            raise ValueError(f"batch_size must be between 1 and the {len(self.train_data)} "
+                             f"training images, got {self.batch_size}")
         expected = (config.in_channels, config.image_size, config.image_size)
-        for split in (self.train_data, self.test_data):
-            if tuple(split.images.shape[1:]) != expected:
+        for arg, split in (("train_data", self.train_data), ("test_data", self.test_data)):
+            if split.image_shape != expected:
                 raise ValueError(
-                    f"the model expects images of shape (C, H, W) = {expected}, but the "
-                    f"{split.name} data has {tuple(split.images.shape[1:])}; build the model with "
-                    "matching in_channels/image_size or resize the data")
+                    f"the model expects images of shape (C, H, W) = {expected}, but {arg} "
+                    f"({split.name}) has {split.image_shape}; build the model with matching "
+                    "in_channels/image_size or resize the data")
             if split.num_classes > config.num_classes:
-                raise ValueError(f"the data has {split.num_classes} classes but the model's head "
-                                 f"has num_classes={config.num_classes}")
+                raise ValueError(
+                    f"{arg} ({split.name}) has {split.num_classes} classes (labels up to "
+                    f"{int(split.labels.max())}) but the model's head has num_classes="
+                    f"{config.num_classes}, so labels must lie in [0, {config.num_classes}); "
+                    "build the model with num_classes matching the data")
 
     def _build_optimizer(self):
         name, params = self.options["optimizer"], self.model.parameters()
@@ -115,25 +151,32 @@ class ClassificationSolverViT:
         """Train for ``num_epochs`` on ``device`` ("cpu" or "cuda"); returns ``results``."""
         backend.use_device(device)
         self.model.to_active_backend()
+        self.model.flatten_parameters()  # lets the optimizer update all parameters at once
         self.optimizer = self._build_optimizer()
         self.schedule = self._build_schedule()
         folder = self.options["checkpoint_dir"]
         if self.options["resume"]:
             self._resume(folder)
+        else:
+            self._seed_epoch(self.epoch)
         for epoch in range(self.epoch, self.num_epochs):
             self._train_epoch(epoch)
             test_loss, test_acc = self.evaluate(self.test_data)
             self._record_epoch(epoch, test_loss, test_acc)
             self.epoch = epoch + 1
+            self._seed_epoch(self.epoch)
             if folder:
                 self._save(checkpoint_path(folder))
         self.model.load_state_dict(self.best_state)
         return self.results
 
-    def _train_epoch(self, epoch):
+    def _seed_epoch(self, epoch):
+        """Seed the generators of ``epoch``: the backend's (dropout) and the data's."""
         backend.seed(_epoch_seed(self.options["seed"], epoch))
-        data_rng = numpy.random.default_rng([self.options["seed"], epoch])
-        batches = iterate_batches(self.train_data, self.batch_size, data_rng, shuffle=True,
+        self.data_rng = numpy.random.default_rng([self.options["seed"], epoch])
+
+    def _train_epoch(self, epoch):
+        batches = iterate_batches(self.train_data, self.batch_size, self.data_rng, shuffle=True,
                                   augment=self.augment, drop_last=True)
         self.model.train()
         losses, correct, seen = [], 0, 0
@@ -169,12 +212,16 @@ class ClassificationSolverViT:
 
     def _diverged(self, loss, grad_norm, epoch, lr):
         folder = self.options["checkpoint_dir"]
-        kept = (f" The last good checkpoint is kept in {checkpoint_path(folder)}."
+        kept = (f" The last good checkpoint (end of epoch {self.epoch}) is kept in "
+                f"{checkpoint_path(folder)}; resume from it with the fix."
                 if folder and os.path.exists(checkpoint_path(folder)) else "")
+        what = (f"the loss became {loss}" if not math.isfinite(loss) else
+                f"the gradients became non-finite (norm {grad_norm}) while the loss was {loss:.4g}")
+        batch = self.step - epoch * self.steps_per_epoch + 1
         raise TrainingDivergedError(
-            f"training diverged at epoch {epoch + 1}, iteration {self.step}: loss={loss}, "
-            f"gradient norm={grad_norm}. The learning rate ({lr:.3g}) is probably too high: "
-            f"try a smaller learning_rate, a longer warmup, or grad_clip=1.0.{kept}")
+            f"training diverged at iteration {self.step} (epoch {epoch + 1}, batch {batch} of "
+            f"{self.steps_per_epoch}): {what}. The learning rate ({lr:.3g}) is probably too "
+            f"high: try a smaller learning_rate, a longer warmup, or grad_clip=1.0.{kept}")
 
     def _record_epoch(self, epoch, test_loss, test_acc):
         self.results["test_loss"].append(test_loss)
@@ -197,7 +244,8 @@ class ClassificationSolverViT:
                                   augment=False, drop_last=False, mean=self.train_data.mean,
                                   std=self.train_data.std)
         for x, y in tqdm(batches, desc="evaluate", leave=False, disable=not self.options["verbose"]):
-            logits = self.model.forward(backend.asarray(x))
+            with no_grad():  # evaluation keeps no caches for backward
+                logits = self.model.forward(backend.asarray(x))
             loss, _ = softmax_cross_entropy(logits, backend.asarray(y))
             losses.append(loss * len(y))
             predictions.append(backend.to_numpy(logits.argmax(axis=1)))
@@ -210,26 +258,29 @@ class ClassificationSolverViT:
         predictions, loss = self.predict(dataset)
         return loss, float(numpy.mean(predictions == dataset.labels))
 
+    def _settings(self):
+        """The training settings a resumed run must share with its checkpoint, as JSON values."""
+        settings = {k: v for k, v in self.options.items() if k not in FREE_ON_RESUME}
+        settings.update(batch_size=self.batch_size, learning_rate=self.learning_rate,
+                        weight_decay=self.weight_decay)
+        return json.loads(json.dumps(settings, default=str))
+
     def _save(self, path):
         meta = {"epoch": self.epoch, "step": self.step, "results": self.results,
-                "options": {k: v for k, v in self.options.items() if k != "resume"},
-                "num_epochs": self.num_epochs, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
-                "model_config": vars(self.model.config)}
+                "num_epochs": self.num_epochs, "settings": self._settings(),
+                "model_config": vars(self.model.config), "rng_state": rng_state(self.data_rng)}
         save_checkpoint(path, self.model.state_dict(), self.best_state,
                         self.optimizer.state_dict(), meta)
 
     def _resume(self, folder):
-        if not folder:
-            raise ValueError("resume=True needs checkpoint_dir, the folder holding checkpoint.npz")
         path = checkpoint_path(folder)
         if not os.path.exists(path):
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
         model_state, best_state, optim_state, meta = load_checkpoint(path)
-        if meta["model_config"] != vars(self.model.config):
-            raise ValueError(f"the checkpoint {path} was written for model config "
-                             f"{meta['model_config']}, not {vars(self.model.config)}")
+        check_resumable(path, meta, vars(self.model.config), self._settings())
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optim_state)
         self.best_state, self.results = best_state, meta["results"]
         self.epoch, self.step = meta["epoch"], meta["step"]
+        self.data_rng = restore_rng(meta["rng_state"],
+                                    _epoch_seed(self.options["seed"], self.epoch))

@@ -107,3 +107,24 @@ def param_grad_diffs(layer, pairs):
     """max_abs_diff of each of ``layer``'s parameter gradients vs torch's ``.grad``."""
     return {name: max_abs_diff(grad, pairs[name][0].grad[pairs[name][1]])
             for name, _, grad in layer.parameters()}
+
+
+def assert_matches_torch(layer, ref, x, torch_params):
+    """Forward and backward of ``layer`` equal those of the torch module ``ref``.
+
+    ``torch_params`` maps each of ``layer``'s parameter names to the torch
+    parameter it copies into; both get the same input and upstream gradient.
+    """
+    import torch
+
+    with torch.no_grad():
+        for name, value, _ in layer.parameters():
+            torch_params[name].copy_(torch.from_numpy(value))
+    x_t = torch.from_numpy(x).requires_grad_()
+    out_t = ref(x_t)
+    dout = np.random.default_rng(3).standard_normal(tuple(out_t.shape))
+    out_t.backward(torch.from_numpy(dout))
+    assert max_abs_diff(layer.forward(x), out_t) <= TORCH_TOL
+    assert max_abs_diff(layer.backward(dout), x_t.grad) <= TORCH_TOL
+    for name, _, grad in layer.parameters():
+        assert max_abs_diff(grad, torch_params[name].grad) <= TORCH_TOL, name

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from cs_vit.layers import Linear
-from tests.gradcheck import TORCH_TOL, assert_gradients_match, max_abs_diff
+from tests.gradcheck import assert_gradients_match, assert_matches_torch
 
 
 def test_linear_backward_matches_numerical_gradient(float64):
@@ -16,21 +16,8 @@ def test_linear_backward_matches_numerical_gradient(float64):
 def test_linear_matches_torch_forward_and_backward(float64):
     layer = Linear(6, 3)
     ref = torch.nn.Linear(6, 3).double()
-    with torch.no_grad():
-        ref.weight.copy_(torch.from_numpy(layer.params["weight"]))
-        ref.bias.copy_(torch.from_numpy(layer.params["bias"]))
     x = np.random.default_rng(2).standard_normal((4, 2, 6))
-    dout = np.random.default_rng(3).standard_normal((4, 2, 3))
-    x_t = torch.from_numpy(x).requires_grad_()
-    out_t = ref(x_t)
-    out_t.backward(torch.from_numpy(dout))
-
-    out = layer.forward(x)
-    dx = layer.backward(dout)
-    assert max_abs_diff(out, out_t) <= TORCH_TOL
-    assert max_abs_diff(dx, x_t.grad) <= TORCH_TOL
-    assert max_abs_diff(layer.grads["weight"], ref.weight.grad) <= TORCH_TOL
-    assert max_abs_diff(layer.grads["bias"], ref.bias.grad) <= TORCH_TOL
+    assert_matches_torch(layer, ref, x, {"weight": ref.weight, "bias": ref.bias})
 
 
 def test_linear_without_bias_has_only_a_weight():

@@ -1,4 +1,4 @@
-"""The ``cs-vit`` command: ``cs-vit train``, ``cs-vit evaluate``.
+"""The ``cs-vit`` command: ``cs-vit train``, ``cs-vit evaluate``, ``cs-vit release``.
 
 ``cs-vit train`` with no arguments trains a tiny ViT on the 8x8 digits bundled
 with scikit-learn (no download) and writes plots and a checkpoint to ./runs/.

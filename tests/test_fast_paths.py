@@ -14,6 +14,7 @@ from cs_vit.layers import GELU, Linear, MultiHeadAttention, softmax_cross_entrop
 from cs_vit.layers.activations import normal_cdf, normal_pdf
 from cs_vit.layers.fast_gelu import gelu_float32
 from cs_vit.layers.base import shared_buffer
+from cs_vit.layers.reductions import mean_last, sum_leading
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import SGD, Adam, AdamW, clip_grad_norm
 from tests.gradcheck import max_abs_diff
@@ -245,3 +246,24 @@ def _walk(layer):
     for _, child in layer.children():
         yield child
         yield from _walk(child)
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 7), (2, 3, 7)])
+def test_blas_reductions_equal_numpy_reductions(shape):
+    x = randn(0, *shape)
+    np.testing.assert_allclose(mean_last(x), x.mean(axis=-1, keepdims=True), rtol=1e-13, atol=1e-15)
+    leading = tuple(range(x.ndim - 1))
+    np.testing.assert_allclose(sum_leading(x), x.sum(axis=leading), rtol=1e-13, atol=1e-15)
+    assert mean_last(x.astype(np.float32)).dtype == sum_leading(x.astype(np.float32)).dtype == np.float32
+
+
+def test_fused_optimizer_update_covers_buffers_larger_than_one_block():
+    separate = [("big", randn(0, 70_000), np.zeros(70_000)), ("small", randn(1, 5), np.zeros(5))]
+    flat = _flat_triples(separate)
+    plain, fused = AdamW(separate, lr=0.1), AdamW(flat, lr=0.1)
+    for (_, _, g1), (_, _, g2) in zip(separate, flat):
+        g1[...] = g2[...] = 1.0
+    plain.step()
+    fused.step()
+    for (_, v1, _), (_, v2, _) in zip(separate, flat):
+        np.testing.assert_array_equal(v1, v2)

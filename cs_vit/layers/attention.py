@@ -14,6 +14,7 @@ from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.dropout import Dropout
 from cs_vit.layers.linear import Linear
+from cs_vit.layers.reductions import sum_leading
 
 
 def _split_heads(x, num_heads):
@@ -265,7 +266,7 @@ class MultiHeadAttention(Layer):
         N, T, D = x.shape
         dqkv = dqkv.reshape(N * T, 3 * D)
         dweight = dqkv.T @ x.reshape(N * T, D)
-        dbias = dqkv.sum(axis=0)
+        dbias = sum_leading(dqkv)
         for i, projection in enumerate((self.q_proj, self.k_proj, self.v_proj)):
             rows = slice(i * D, (i + 1) * D)
             projection.grads["weight"] = dweight[rows]

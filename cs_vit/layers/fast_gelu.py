@@ -4,14 +4,11 @@
 ``activations.py`` (SciPy's ``erf``) stays for float64, CuPy and as the reference
 it is tested against. SciPy's float32 ``erf`` converts every element to double
 and back one at a time; here the erfc fit of Abramowitz & Stegun runs as a few
-whole-array float32 operations, on cache-sized blocks spread over worker threads.
+whole-array float32 operations, on blocks small enough to stay in the CPU cache.
 """
 from __future__ import annotations
 
-import contextvars
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 from cs_vit.backend import xp
 
@@ -25,7 +22,6 @@ _TAIL_P = _ERFC_P / math.sqrt(2.0)
 _TAIL_A = tuple(a * math.sqrt(math.pi / 2.0) for a in _ERFC_A)
 # Elements per block of the float32 GELU: its ~25 temporaries then stay in the CPU cache.
 _BLOCK = 32768
-_POOL = None  # the worker threads of _run_blocks, started on first use
 
 
 def gelu_float32(x, derivative=True):
@@ -39,8 +35,9 @@ def gelu_float32(x, derivative=True):
     flat = xp.ascontiguousarray(x).reshape(-1)
     out = xp.empty_like(flat)
     dgelu = xp.empty_like(flat) if derivative else None
-    _run_blocks(lambda block: _gelu_block_float32(flat[block], out[block],
-                                                  dgelu[block] if derivative else None), flat.size)
+    for start in range(0, flat.size, _BLOCK):
+        block = slice(start, start + _BLOCK)
+        _gelu_block_float32(flat[block], out[block], dgelu[block] if derivative else None)
     return out.reshape(x.shape), None if dgelu is None else dgelu.reshape(x.shape)
 
 
@@ -70,32 +67,3 @@ def _gelu_block_float32(x, out, dgelu):
     if dgelu is not None:
         pdf *= x
         xp.add(cdf, pdf, out=dgelu)
-
-
-def _run_blocks(work, size):
-    """Call ``work(block)`` for consecutive slices of ``range(size)``, on worker threads.
-
-    NumPy runs each element-wise operation on one core, where torch uses all of
-    them; but NumPy lets go of the GIL inside its loops, so blocks on different
-    threads do run at once. As many threads as NumPy's BLAS uses by default.
-    """
-    blocks = [slice(start, start + _BLOCK) for start in range(0, size, _BLOCK)]
-    if len(blocks) == 1 or _worker_count() == 1:
-        for block in blocks:
-            work(block)
-        return
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(_worker_count(), thread_name_prefix="cs_vit-gelu")
-    # Each block runs in a copy of the caller's context, so that np.errstate settings hold there too.
-    contexts = [contextvars.copy_context() for _ in blocks]
-    for _ in _POOL.map(lambda context, block: context.run(work, block), contexts, blocks):
-        pass
-
-
-def _worker_count():
-    """OPENBLAS_NUM_THREADS or OMP_NUM_THREADS if set, else the cores this process may use."""
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        if os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0:
-            return int(os.environ[name])
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

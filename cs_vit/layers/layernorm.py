@@ -5,23 +5,7 @@ from cs_vit.backend import xp
 from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.init import ones, zeros
-
-
-def mean_last(x):
-    """x.mean(axis=-1, keepdims=True), as a matrix-vector product.
-
-    BLAS sums each row several times faster than NumPy's reduction over a
-    short last axis; the result is the same up to rounding.
-    """
-    D = x.shape[-1]
-    return (x.reshape(-1, D) @ xp.full(D, 1.0 / D, dtype=x.dtype)).reshape(*x.shape[:-1], 1)
-
-
-def sum_leading(x):
-    """x.sum over every axis but the last, (..., D) -> (D,), as a vector-matrix product."""
-    D = x.shape[-1]
-    x2d = x.reshape(-1, D)
-    return xp.ones(x2d.shape[0], dtype=x.dtype) @ x2d
+from cs_vit.layers.reductions import mean_last, sum_leading
 
 
 class LayerNorm(Layer):

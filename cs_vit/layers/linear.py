@@ -6,6 +6,7 @@ import math
 from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.init import uniform
+from cs_vit.layers.reductions import sum_leading
 
 
 class Linear(Layer):
@@ -51,7 +52,7 @@ class Linear(Layer):
         dout2d = dout.reshape(-1, self.out_features)
         self.grads["weight"] = dout2d.T @ x2d
         if "bias" in self.params:
-            self.grads["bias"] = dout2d.sum(axis=0)
+            self.grads["bias"] = sum_leading(dout2d)
         if not input_grad:
             return None
         dx = dout2d @ self.params["weight"]

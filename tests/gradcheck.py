@@ -128,3 +128,10 @@ def assert_matches_torch(layer, ref, x, torch_params):
     assert max_abs_diff(layer.backward(dout), x_t.grad) <= TORCH_TOL
     for name, _, grad in layer.parameters():
         assert max_abs_diff(grad, torch_params[name].grad) <= TORCH_TOL, name
+
+
+def assert_same_parameters(model, other):
+    """Every parameter of ``model`` equals the same-named one of ``other``, bit for bit."""
+    for (name, a, _), (other_name, b, _) in zip(model.parameters(), other.parameters()):
+        assert name == other_name
+        np.testing.assert_array_equal(a, b, err_msg=name)

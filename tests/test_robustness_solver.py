@@ -9,6 +9,7 @@ from cs_vit.models import VisionTransformer
 from cs_vit.solvers import ClassificationSolverViT, TrainingDivergedError
 from cs_vit.solvers import classification_solver_vit as solver_module
 from cs_vit.solvers.checkpoint import checkpoint_path, load_checkpoint
+from tests.gradcheck import assert_same_parameters
 from tests.robustness_helpers import TINY_MODEL, tiny_digits, tiny_solver
 
 
@@ -174,5 +175,4 @@ def test_a_diverged_run_resumes_from_its_last_good_checkpoint(data, tmp_path):
     resumed = tiny_solver(data, checkpoint_dir=tmp_path, resume=True)
     resumed.train("cpu")
     assert resumed.results["loss_history"] == straight.results["loss_history"]
-    for (name, a, _), (_, b, _) in zip(straight.model.parameters(), resumed.model.parameters()):
-        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert_same_parameters(straight.model, resumed.model)

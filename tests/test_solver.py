@@ -5,7 +5,7 @@ from cs_vit import backend
 from cs_vit.data import ArrayDataset, load_digits
 from cs_vit.models import VisionTransformer
 from cs_vit.solvers import ClassificationSolverViT, TrainingDivergedError
-from cs_vit.solvers.checkpoint import checkpoint_path
+from tests.gradcheck import assert_same_parameters
 
 DIGIT_MODEL = dict(image_size=8, patch_size=4, in_channels=1, num_classes=10, embed_dim=32,
                    depth=2, num_heads=2, mlp_dim=64)
@@ -83,8 +83,7 @@ def test_resuming_from_a_checkpoint_gives_the_same_parameters(digits, tmp_path):
     resumed = digit_solver(digits, checkpoint_dir=tmp_path, resume=True)
     resumed.train("cpu")
     assert resumed.results["loss_history"] == straight.results["loss_history"]
-    for (name, a, _), (_, b, _) in zip(straight.model.parameters(), resumed.model.parameters()):
-        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert_same_parameters(straight.model, resumed.model)
 
 
 @pytest.mark.task7

@@ -216,6 +216,25 @@ def test_model_backward_without_input_grad_fills_the_same_parameter_grads():
         np.testing.assert_array_equal(grad, expected[name], err_msg=name)
 
 
+@pytest.mark.task7
+def test_last_block_for_the_cls_token_alone_gives_the_full_models_logits_and_grads():
+    model = VisionTransformer(**TINY)
+    x, dlogits = randn(0, 2, 3, 8, 8), randn(1, 2, 5)
+    logits = model.forward(x)  # training mode: the last block computes the CLS row only
+    assert model.blocks[-1].first_tokens == 1
+    assert model.attention_weights()[-1].shape == (2, 2, 1, 5)
+    dx = model.backward(dlogits)
+    pruned = {name: grad.copy() for name, _, grad in model.parameters()}
+    model.eval()  # eval mode outside no_grad runs the whole last block, for attention maps
+    full_logits = model.forward(x)
+    assert model.blocks[-1].first_tokens is None
+    assert model.attention_weights()[-1].shape == (2, 2, 5, 5)
+    np.testing.assert_allclose(full_logits, logits, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(model.backward(dlogits), dx, rtol=1e-10, atol=1e-13)
+    for name, _, grad in model.parameters():
+        np.testing.assert_allclose(grad, pruned[name], rtol=1e-10, atol=1e-13, err_msg=name)
+
+
 def test_linear_backward_without_input_grad_returns_none_and_fills_grads():
     layer = Linear(3, 2)
     layer.forward(randn(0, 4, 3))

@@ -38,7 +38,9 @@ def test_no_grad_forward_gives_the_same_logits_and_keeps_no_caches():
     assert keeping()
     assert cached_arrays(model) == []
     assert model.attention_weights() == [None, None]
-    np.testing.assert_array_equal(logits, model.forward(x))
+    # Outside no_grad the eval-mode forward runs the whole last block (for attention maps),
+    # not the CLS row alone: the same logits up to float32 rounding.
+    np.testing.assert_allclose(logits, model.forward(x), rtol=1e-5, atol=1e-6)
     assert cached_arrays(model)
 
 

@@ -22,7 +22,7 @@ from cs_vit.layers import (
     LayerNorm, LearnedPositionalEmbedding, Linear, PatchEmbedding,
     SinusoidalPositionalEncoding, SinusoidalPositionalEncoding2D, TransformerEncoderBlock,
 )
-from cs_vit.layers.base import Layer
+from cs_vit.layers.base import Layer, keeping
 from cs_vit.layers.init import zeros
 
 POOLS = ("cls", "mean")
@@ -105,9 +105,11 @@ class VisionTransformer(Layer):
             cls = xp.broadcast_to(self.params["cls_token"], (x.shape[0], 1, x.shape[2]))
             x = xp.concatenate([cls, x], axis=1)
         x = self.pos_encoding.forward(x)
-        for block in self.blocks:
-            x = block.forward(x)
         self.num_tokens = x.shape[1]
+        for block in self.blocks[:-1]:
+            x = block.forward(x)
+        # Only the CLS token of the last block reaches the head: compute just that row there.
+        x = self.blocks[-1].forward(x, first_tokens=1 if self._cls_only_last_block() else None)
         if self.num_prefix_tokens:
             # LayerNorm acts on each token alone: normalising only the CLS token gives the same logits.
             pooled = self.norm.forward(x[:, 0])
@@ -130,7 +132,9 @@ class VisionTransformer(Layer):
         # HINT: pos_encoding, the cls_token's grad, patch_embed
         dpooled = self.head.backward(dlogits)
         N, D = dpooled.shape
-        if self.num_prefix_tokens:
+        if self.num_prefix_tokens and self.blocks[-1].first_tokens:
+            dx = self.norm.backward(dpooled)[:, None, :]  # the last block output the CLS row only
+        elif self.num_prefix_tokens:
             dx = xp.zeros((N, self.num_tokens, D), dtype=dpooled.dtype)
             dx[:, 0] = self.norm.backward(dpooled)
         else:
@@ -145,8 +149,21 @@ class VisionTransformer(Layer):
         return self.patch_embed.backward(dx, input_grad)
         # END SOLUTION
 
+    def _cls_only_last_block(self):
+        """Whether the last block computes the CLS token alone (``first_tokens=1``).
+
+        With CLS pooling the head reads nothing else, so the logits and every gradient
+        are the same either way. The full block runs only in eval mode outside
+        ``no_grad()``, where ``attention_weights()`` is read for visualisation.
+        """
+        return self.num_prefix_tokens == 1 and (self.training or not keeping())
+
     def attention_weights(self):
-        """The last forward pass's attention, one (N, num_heads, T, T) array per block."""
+        """The last forward pass's attention, one (N, num_heads, T, T) array per block.
+
+        In training mode the last block attends from the CLS token only, so its
+        array is (N, num_heads, 1, T); call ``model.eval()`` first for full maps.
+        """
         return [block.attn.attn_weights for block in self.blocks]
 
     def state_dict(self):

@@ -59,10 +59,10 @@ def _gelu_block_float32(x, out, dgelu):
         tail += a
         tail *= t
     tail *= pdf
-    cdf = xp.multiply(tail, -2.0, out=t)
-    cdf += 1.0
-    cdf *= x >= 0
-    cdf += tail
+    # Phi(x) = 1/2 + sign(x) (1/2 - tail): 1 - tail for x >= 0, tail for x < 0.
+    cdf = xp.subtract(0.5, tail, out=t)
+    xp.copysign(cdf, x, out=cdf)
+    cdf += 0.5
     xp.multiply(x, cdf, out=out)
     if dgelu is not None:
         pdf *= x

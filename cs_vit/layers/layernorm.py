@@ -6,6 +6,49 @@ from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.init import ones, zeros
 from cs_vit.layers.reductions import mean_last, sum_leading
+from cs_vit.layers.row_blocks import row_blocks
+
+
+def _normalize(x, eps, xhat, inv_std):
+    """Rows of x (R, D) -> xhat = (x - mean) * inv_std and inv_std = 1 / sqrt(var + eps) (R, 1).
+
+    Writes into ``xhat`` and ``inv_std``; mean and (biased) variance are over the last axis.
+    """
+    # BEGIN SOLUTION task3
+    # HINT: mean_last(a) is a.mean(axis=-1, keepdims=True); write the centred rows into xhat,
+    # HINT: then inv_std[...] = 1 / sqrt(variance + eps), then scale xhat by inv_std in place
+    xp.subtract(x, mean_last(x), out=xhat)
+    inv_std[...] = mean_last(xhat * xhat)  # the variance, for now
+    inv_std += eps
+    xp.sqrt(inv_std, out=inv_std)
+    xp.reciprocal(inv_std, out=inv_std)
+    xhat *= inv_std
+    # END SOLUTION
+
+
+def _normalize_backward(dout, xhat, inv_std, weight, dx):
+    """dx (R, D) of rows whose output was ``xhat * weight + bias``, from dout (R, D).
+
+    Writes dx; returns this block's shares of the weight and bias gradients, each (D,).
+    """
+    # BEGIN SOLUTION task3
+    # HINT: dweight = sum over rows of dout * xhat, dbias = sum of dout (sum_leading); with
+    # HINT: dxhat = dout * weight the chain rule through mean and variance collapses to
+    # HINT: dx = inv_std * (dxhat - mean_last(dxhat) - xhat * mean_last(dxhat * xhat))
+    dout_xhat = dout * xhat
+    dweight, dbias = sum_leading(dout_xhat), sum_leading(dout)
+    # xhat = (x - mean) * inv_std. With dvar = -inv_std^3 / 2 * sum(dxhat * (x - mean)) and
+    # dmean = -inv_std * sum(dxhat), the chain rule dx = dxhat * inv_std + dvar * 2 (x - mean) / D
+    # + dmean / D collapses to inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+    # Both means are matrix-vector products with weight / D: mean(dxhat) = dout @ weight / D.
+    weight_mean = weight / weight.shape[0]
+    mean_dxhat_xhat = (dout_xhat @ weight_mean)[:, None]
+    xp.multiply(dout, weight, out=dx)  # dxhat
+    dx -= (dout @ weight_mean)[:, None]
+    dx -= xp.multiply(xhat, mean_dxhat_xhat, out=dout_xhat)
+    dx *= inv_std
+    # END SOLUTION
+    return dweight, dbias
 
 
 class LayerNorm(Layer):
@@ -14,6 +57,8 @@ class LayerNorm(Layer):
     ``out = (x - mean) / sqrt(var + eps) * weight + bias``, with mean and (biased)
     variance taken over the last axis of an input of any rank (..., D).
     Params: ``weight`` (D,) initialised to ones, ``bias`` (D,) to zeros.
+    The rows go through ``_normalize`` and ``_normalize_backward`` a cache-sized
+    block at a time (``row_blocks``); the result is the same as in one go.
     """
 
     def __init__(self, dim, eps=1e-5):
@@ -31,35 +76,26 @@ class LayerNorm(Layer):
             raise ValueError(
                 f"LayerNorm expected inputs with last dimension {self.dim}, got shape {x.shape}"
             )
-        # BEGIN SOLUTION task3
-        # HINT: normalise over the last axis (mean_last is x.mean(axis=-1, keepdims=True));
-        # HINT: keep xhat and inv_std = 1 / sqrt(var + eps) on self with keep(...) for
-        # HINT: backward; out = xhat * weight + bias
-        xmu = x - mean_last(x)
-        var = mean_last(xmu * xmu)
-        inv_std = 1.0 / xp.sqrt(var + self.eps)
-        xhat = xmu
-        xhat *= inv_std  # in place: xmu is not needed any more
-        self.xhat, self.inv_std = keep(xhat), keep(inv_std)
-        out = xhat * self.params["weight"]
-        out += self.params["bias"]
-        # END SOLUTION
-        return out
+        x2d = x.reshape(-1, self.dim)
+        xhat, out = xp.empty_like(x2d), xp.empty_like(x2d)
+        inv_std = xp.empty((x2d.shape[0], 1), dtype=x2d.dtype)
+        for rows in row_blocks(*x2d.shape):
+            _normalize(x2d[rows], self.eps, xhat[rows], inv_std[rows])
+            xp.multiply(xhat[rows], self.params["weight"], out=out[rows])
+            out[rows] += self.params["bias"]
+        self.xhat, self.inv_std = keep(xhat.reshape(x.shape)), keep(inv_std)
+        return out.reshape(x.shape)
 
     def backward(self, dout):
         """dout: (..., D) -> dx: (..., D); fills grads of weight and bias, each (D,)."""
         check_dout(dout, None if self.xhat is None else self.xhat.shape, "LayerNorm")
-        # BEGIN SOLUTION task3
-        # HINT: weight and bias grads sum over every leading axis (sum_leading); then the
-        # HINT: chain rule through xhat, var and mean, each reduced over the last axis
-        self.grads["weight"] = sum_leading(dout * self.xhat)
-        self.grads["bias"] = sum_leading(dout)
-        dxhat = dout * self.params["weight"]
-        # xhat = (x - mean) * inv_std. With dvar = -inv_std^3 / 2 * sum(dxhat * (x - mean)) and
-        # dmean = -inv_std * sum(dxhat), the chain rule dx = dxhat * inv_std + dvar * 2 (x - mean) / D
-        # + dmean / D collapses to inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
-        dx = dxhat - mean_last(dxhat)
-        dx -= self.xhat * mean_last(dxhat * self.xhat)
-        dx *= self.inv_std
-        # END SOLUTION
-        return dx
+        dout2d, xhat = dout.reshape(-1, self.dim), self.xhat.reshape(-1, self.dim)
+        dx = xp.empty_like(dout2d)
+        dweight, dbias = xp.zeros_like(self.params["weight"]), xp.zeros_like(self.params["bias"])
+        for rows in row_blocks(*dout2d.shape):
+            block_dweight, block_dbias = _normalize_backward(
+                dout2d[rows], xhat[rows], self.inv_std[rows], self.params["weight"], dx[rows])
+            dweight += block_dweight
+            dbias += block_dbias
+        self.grads["weight"], self.grads["bias"] = dweight, dbias
+        return dx.reshape(dout.shape)

@@ -1,0 +1,22 @@
+"""Row-wise work done block by block, so that each block's temporaries stay in the CPU cache.
+
+An element-wise NumPy operation on a whole (4160, 128) activation streams 2 MB
+through memory; on a block of a few hundred rows it runs from the CPU's L2
+cache, about three times faster. A layer whose rows are independent (LayerNorm,
+GELU) loops over ``row_blocks(...)`` and runs its plain formula on each block.
+On CuPy there is one block: the GPU wants the largest operations it can get.
+"""
+from __future__ import annotations
+
+from cs_vit import backend
+
+# About 256 KiB of float32 per array per block: a few such arrays fit in a 1-2 MiB L2 cache.
+BLOCK_ELEMENTS = 65536
+
+
+def row_blocks(num_rows, row_size):
+    """Slices covering ``range(num_rows)`` in order, each of at most BLOCK_ELEMENTS elements."""
+    if backend.name() != "numpy":
+        return [slice(0, num_rows)]
+    rows = max(1, BLOCK_ELEMENTS // max(1, row_size))
+    return [slice(start, start + rows) for start in range(0, num_rows, rows)]

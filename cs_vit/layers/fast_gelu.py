@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from cs_vit.backend import xp
+from cs_vit.layers.row_blocks import row_blocks
 
 # Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26: for z >= 0,
 # erfc(z) = t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) exp(-z^2), t = 1 / (1 + p z),
@@ -20,8 +21,6 @@ _ERFC_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 # With z = |x| / sqrt(2): Phi(-|x|) = erfc(z) / 2 = t Q(t) phi(x), Q's coefficients being these.
 _TAIL_P = _ERFC_P / math.sqrt(2.0)
 _TAIL_A = tuple(a * math.sqrt(math.pi / 2.0) for a in _ERFC_A)
-# Elements per block of the float32 GELU: its ~25 temporaries then stay in the CPU cache.
-_BLOCK = 32768
 
 
 def gelu_float32(x, derivative=True):
@@ -35,8 +34,7 @@ def gelu_float32(x, derivative=True):
     flat = xp.ascontiguousarray(x).reshape(-1)
     out = xp.empty_like(flat)
     dgelu = xp.empty_like(flat) if derivative else None
-    for start in range(0, flat.size, _BLOCK):
-        block = slice(start, start + _BLOCK)
+    for block in row_blocks(flat):
         _gelu_block_float32(flat[block], out[block], dgelu[block] if derivative else None)
     return out.reshape(x.shape), None if dgelu is None else dgelu.reshape(x.shape)
 
@@ -49,7 +47,7 @@ def _gelu_block_float32(x, out, dgelu):
     magnitude = xp.abs(x)
     t = magnitude * _TAIL_P
     t += 1.0
-    xp.reciprocal(t, out=t)
+    xp.divide(1.0, t, out=t)  # NumPy vectorises this division, not reciprocal
     pdf = magnitude * magnitude
     pdf *= -0.5
     xp.exp(pdf, out=pdf)
@@ -61,9 +59,19 @@ def _gelu_block_float32(x, out, dgelu):
     tail *= pdf
     # Phi(x) = 1/2 + sign(x) (1/2 - tail): 1 - tail for x >= 0, tail for x < 0.
     cdf = xp.subtract(0.5, tail, out=t)
-    xp.copysign(cdf, x, out=cdf)
+    _copy_sign_bit(x, cdf)
     cdf += 0.5
     xp.multiply(x, cdf, out=out)
     if dgelu is not None:
         pdf *= x
         xp.add(cdf, pdf, out=dgelu)
+
+
+def _copy_sign_bit(source, target):
+    """target = copysign(target, source) for float32 arrays, target >= 0, in place.
+
+    NumPy's ``copysign`` runs one element at a time; OR-ing the sign bit (bit 31)
+    into target's bits is the same result as two vectorised integer operations.
+    """
+    sign_bits = xp.bitwise_and(source.view(xp.uint32), 0x80000000)
+    xp.bitwise_or(target.view(xp.uint32), sign_bits, out=target.view(xp.uint32))

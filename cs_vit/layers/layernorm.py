@@ -79,7 +79,7 @@ class LayerNorm(Layer):
         x2d = x.reshape(-1, self.dim)
         xhat, out = xp.empty_like(x2d), xp.empty_like(x2d)
         inv_std = xp.empty((x2d.shape[0], 1), dtype=x2d.dtype)
-        for rows in row_blocks(*x2d.shape):
+        for rows in row_blocks(x2d):
             _normalize(x2d[rows], self.eps, xhat[rows], inv_std[rows])
             xp.multiply(xhat[rows], self.params["weight"], out=out[rows])
             out[rows] += self.params["bias"]
@@ -92,7 +92,7 @@ class LayerNorm(Layer):
         dout2d, xhat = dout.reshape(-1, self.dim), self.xhat.reshape(-1, self.dim)
         dx = xp.empty_like(dout2d)
         dweight, dbias = xp.zeros_like(self.params["weight"]), xp.zeros_like(self.params["bias"])
-        for rows in row_blocks(*dout2d.shape):
+        for rows in row_blocks(dout2d):
             block_dweight, block_dbias = _normalize_backward(
                 dout2d[rows], xhat[rows], self.inv_std[rows], self.params["weight"], dx[rows])
             dweight += block_dweight

@@ -19,9 +19,9 @@ import math
 from cs_vit import backend
 from cs_vit.backend import xp
 from cs_vit.layers.base import shared_buffer
+from cs_vit.layers.row_blocks import row_blocks
 
 NO_DECAY_WORDS = ("norm", "pos_embed", "cls_token")
-_BLOCK = 65536
 
 
 def decays(name, value):
@@ -122,7 +122,7 @@ class Optimizer:
         self.step_count += 1
         if self.fused:
             g = self._decayed_flat_grad()
-            for block in _cache_sized_blocks(g):
+            for block in row_blocks(g):  # cache-sized blocks, one on the GPU
                 self._update(self.flat_params[block], g[block],
                              {name: array[block] for name, array in self.flat_state.items()})
             return
@@ -179,16 +179,6 @@ class Optimizer:
                 array[...] = xp.asarray(saved)
         self.step_count = int(state["step"])
         self.lr = state["lr"]
-
-
-def _cache_sized_blocks(flat):
-    """Slices covering ``flat``: one on the GPU, 64K elements each on the CPU.
-
-    Updating block by block keeps each block's temporaries in the CPU cache,
-    about 1.5x faster than passes over the whole multi-megabyte buffer.
-    """
-    size = max(flat.size, 1) if backend.get_array_module(flat).__name__ == "cupy" else _BLOCK
-    return [slice(start, start + size) for start in range(0, flat.size, size)]
 
 
 def _with_l2(value, grad, weight_decay):

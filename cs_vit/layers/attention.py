@@ -3,7 +3,8 @@
 Each head h attends with its own slice of the projected queries, keys and values:
 ``A_h = softmax(q_h k_h^T / sqrt(Dh))`` and ``out_h = A_h v_h``; the heads are
 concatenated and mixed by ``out_proj``. All heads run in one batched matmul on
-(N, num_heads, S, Dh) arrays.
+(N, num_heads, S, Dh) arrays. As in timm, the queries are scaled by 1 / sqrt(Dh)
+before the product, which costs less than scaling the (S, T) scores.
 """
 from __future__ import annotations
 
@@ -184,17 +185,17 @@ class MultiHeadAttention(Layer):
         blocked = None if attn_mask is None else _blocked(attn_mask)
 
         if inputs_given == 0:
-            q, k, v = self._fused_qkv(query)  # each (N, num_heads, T, Dh)
+            q, k, v = self._fused_qkv(query)  # each (N, num_heads, T, Dh), q already scaled
         else:
             q = _split_heads(self.q_proj(query), self.num_heads)  # (N, num_heads, S, Dh)
+            q *= self.scale
             k = _split_heads(self.k_proj(key), self.num_heads)    # (N, num_heads, T, Dh)
             v = _split_heads(self.v_proj(value), self.num_heads)  # (N, num_heads, T, Dh)
         # BEGIN SOLUTION task5
-        # HINT: scores = q k^T * scale, keys first (_keys_first_products); attn =
-        # HINT: _masked_softmax(scores, blocked moved keys first); attn_dropped =
+        # HINT: scores = q k^T (q is already scaled), keys first (_keys_first_products);
+        # HINT: attn = _masked_softmax(scores, blocked moved keys first); attn_dropped =
         # HINT: self.attn_drop(attn); context (N, S, num_heads, Dh) = attn_dropped v
-        scores = _keys_first_products(q, k)  # q k^T, (T, N, num_heads, S)
-        scores *= self.scale
+        scores = _keys_first_products(q, k)  # q k^T / sqrt(Dh), (T, N, num_heads, S)
         if blocked is not None:
             blocked = xp.broadcast_to(blocked, _queries_first(scores).shape).transpose(3, 0, 1, 2)
         attn = _masked_softmax(scores, blocked)
@@ -221,12 +222,11 @@ class MultiHeadAttention(Layer):
         q, k, v, attn, attn_dropped, inputs_given = self.cache
         # BEGIN SOLUTION task5
         # HINT: reverse the forward: out_proj and the heads give dcontext; then attn_dropped
-        # HINT: v, the dropout, the softmax (_softmax_backward) and the scale give dscores
-        # HINT: (queries first for _qkv_gradients)
+        # HINT: v, the dropout and the softmax (_softmax_backward) give dscores (queries
+        # HINT: first for _qkv_gradients)
         dcontext = _split_heads(self.out_proj.backward(dout), self.num_heads)
         dattn = self.attn_drop.backward(_keys_first_products(dcontext, v))
         dscores = _softmax_backward(attn, dattn)
-        dscores *= self.scale
         dscores, attn_dropped = _queries_first(dscores), _queries_first(attn_dropped)
         # END SOLUTION
         if inputs_given == 0:
@@ -237,6 +237,7 @@ class MultiHeadAttention(Layer):
             return self._fused_qkv_backward(dqkv)
 
         dq, dk, dv = _qkv_gradients(dscores, dcontext, q, k, attn_dropped)
+        dq *= self.scale  # q = q_proj(query) * scale
         dquery = self.q_proj.backward(_merge_heads(dq))
         dkey = self.k_proj.backward(_merge_heads(dk))
         dvalue = self.v_proj.backward(_merge_heads(dv))
@@ -247,13 +248,15 @@ class MultiHeadAttention(Layer):
     def _fused_qkv(self, x):
         """Self-attention's q, k, v from x (N, T, D) in one GEMM, as torch's ``in_proj``.
 
-        The same as ``_split_heads(self.q_proj(x), num_heads)`` and so on, but one
-        (N*T, D) x (D, 3D) product is faster than three (N*T, D) x (D, D) ones.
+        The same as ``_split_heads(self.q_proj(x), num_heads) * scale`` and so on, but
+        one (N*T, D) x (D, 3D) product is faster than three (N*T, D) x (D, D) ones, and
+        scaling q_proj's weight and bias scales q for free.
         Returns three (N, num_heads, T, Dh) views of the (N, T, 3, num_heads, Dh) result.
         """
         projections = (self.q_proj, self.k_proj, self.v_proj)
-        weight = xp.concatenate([p.params["weight"] for p in projections])  # (3D, D)
-        bias = xp.concatenate([p.params["bias"] for p in projections])      # (3D,)
+        scales = (self.scale, 1.0, 1.0)
+        weight = xp.concatenate([p.params["weight"] * c for p, c in zip(projections, scales)])  # (3D, D)
+        bias = xp.concatenate([p.params["bias"] * c for p, c in zip(projections, scales)])      # (3D,)
         N, T, D = x.shape
         qkv = x.reshape(N * T, D) @ weight.T
         qkv += bias
@@ -261,12 +264,17 @@ class MultiHeadAttention(Layer):
         return qkv.reshape(N, T, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
 
     def _fused_qkv_backward(self, dqkv):
-        """dqkv: (N, T, 3, num_heads, Dh) -> dx: (N, T, D); fills q/k/v_proj's grads."""
+        """dqkv: (N, T, 3, num_heads, Dh) -> dx: (N, T, D); fills q/k/v_proj's grads.
+
+        dqkv holds the gradients of the scaled q and of k, v; q_proj's share is scaled back.
+        """
         x, weight = self.qkv_cache
         N, T, D = x.shape
         dqkv = dqkv.reshape(N * T, 3 * D)
         dweight = dqkv.T @ x.reshape(N * T, D)
         dbias = sum_leading(dqkv)
+        dweight[:D] *= self.scale
+        dbias[:D] *= self.scale
         for i, projection in enumerate((self.q_proj, self.k_proj, self.v_proj)):
             rows = slice(i * D, (i + 1) * D)
             projection.grads["weight"] = dweight[rows]

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from cs_vit.layers import GELU, Linear, MultiHeadAttention, softmax_cross_entropy
+from cs_vit.layers import GELU, LayerNorm, Linear, MultiHeadAttention, softmax_cross_entropy
 from cs_vit.layers.activations import normal_cdf, normal_pdf
 from cs_vit.layers.fast_gelu import gelu_float32
 from cs_vit.layers.base import shared_buffer
 from cs_vit.layers.reductions import mean_last, sum_leading
+from cs_vit.layers.row_blocks import BLOCK_ELEMENTS, row_blocks
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import SGD, Adam, AdamW, clip_grad_norm
 from tests.gradcheck import max_abs_diff
@@ -286,3 +287,29 @@ def test_fused_optimizer_update_covers_buffers_larger_than_one_block():
     fused.step()
     for (_, v1, _), (_, v2, _) in zip(separate, flat):
         np.testing.assert_array_equal(v1, v2)
+
+
+@pytest.mark.parametrize("shape", [(5,), (70_000,), (3000, 128), (10, 100_000), (0, 4)])
+def test_row_blocks_cover_every_row_in_order_within_the_block_size(shape):
+    array = np.empty(shape, dtype=np.float32)
+    blocks = row_blocks(array)
+    covered = [i for block in blocks for i in range(*block.indices(shape[0]))]
+    assert covered == list(range(shape[0]))
+    row_size = math.prod(shape[1:])
+    assert all(array[block].size <= max(BLOCK_ELEMENTS, row_size) for block in blocks)
+
+
+@pytest.mark.task3
+def test_layernorm_in_row_blocks_equals_one_block(float64, monkeypatch):
+    import cs_vit.layers.row_blocks as blocking
+    x, dout = randn(0, 7, 9, 16), randn(1, 7, 9, 16)
+    results = []
+    for block_elements in (16 * 4, 10**9):  # blocks of 4 rows, then one block
+        monkeypatch.setattr(blocking, "BLOCK_ELEMENTS", block_elements)
+        layer = LayerNorm(16)
+        layer.params["weight"][...] = randn(2, 16)
+        out = layer.forward(x)
+        results.append((out, layer.backward(dout), layer.grads["weight"].copy(),
+                        layer.grads["bias"].copy()))
+    for blocked, whole in zip(*results):
+        np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-13)

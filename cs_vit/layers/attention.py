@@ -254,10 +254,11 @@ class MultiHeadAttention(Layer):
         Returns three (N, num_heads, T, Dh) views of the (N, T, 3, num_heads, Dh) result.
         """
         projections = (self.q_proj, self.k_proj, self.v_proj)
-        scales = (self.scale, 1.0, 1.0)
-        weight = xp.concatenate([p.params["weight"] * c for p, c in zip(projections, scales)])  # (3D, D)
-        bias = xp.concatenate([p.params["bias"] * c for p, c in zip(projections, scales)])      # (3D,)
+        weight = xp.concatenate([p.params["weight"] for p in projections])  # (3D, D)
+        bias = xp.concatenate([p.params["bias"] for p in projections])      # (3D,)
         N, T, D = x.shape
+        weight[:D] *= self.scale  # q's rows: the product then gives q already scaled
+        bias[:D] *= self.scale
         qkv = x.reshape(N * T, D) @ weight.T
         qkv += bias
         self.qkv_cache = keep((x, weight))

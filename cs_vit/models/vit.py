@@ -132,11 +132,13 @@ class VisionTransformer(Layer):
         # HINT: pos_encoding, the cls_token's grad, patch_embed
         dpooled = self.head.backward(dlogits)
         N, D = dpooled.shape
-        if self.num_prefix_tokens and self.blocks[-1].first_tokens:
-            dx = self.norm.backward(dpooled)[:, None, :]  # the last block output the CLS row only
-        elif self.num_prefix_tokens:
-            dx = xp.zeros((N, self.num_tokens, D), dtype=dpooled.dtype)
-            dx[:, 0] = self.norm.backward(dpooled)
+        if self.num_prefix_tokens:
+            dcls = self.norm.backward(dpooled)
+            if self.blocks[-1].first_tokens:  # the last block output the CLS row only
+                dx = dcls[:, None, :]
+            else:
+                dx = xp.zeros((N, self.num_tokens, D), dtype=dpooled.dtype)
+                dx[:, 0] = dcls
         else:
             dnormed = xp.broadcast_to(dpooled[:, None, :] / self.num_tokens, (N, self.num_tokens, D))
             dx = self.norm.backward(dnormed)

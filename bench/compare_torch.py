@@ -203,7 +203,7 @@ def probe_memory(side, kind, name, batch, device):
     images, labels = make_batch(batch, config)
     warm = np.ones((256, 256), np.float32)
     (warm @ warm, torch.ones(256, 256) @ torch.ones(256, 256))  # start both thread pools
-    before = _reset_peak_resident_bytes()
+    before = _reset_peak_resident_bytes() if device != "cuda" else 0
     if side == "ours":
         run = _ours_runner(config, images, labels, kind, device)
     else:

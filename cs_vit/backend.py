@@ -15,6 +15,7 @@ CuPy is optional: without it, or without a GPU, ``import cs_vit`` works and
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 
 import numpy
@@ -97,6 +98,10 @@ def name() -> str:
     return _state.name
 
 
+def _is_cupy_array(a):
+    return type(a).__name__ == "ndarray" and type(a).__module__.startswith("cupy")
+
+
 def get_array_module(*arrays):
     """The module (numpy or cupy) that owns ``arrays``; the active one if none given."""
     for a in arrays:
@@ -167,3 +172,27 @@ def set_rng_state(state: str) -> None:
     generator = numpy.random.default_rng()
     generator.bit_generator.state = json.loads(state)
     _state.rng = generator
+
+
+def fuse(function):
+    """Decorator: run ``function`` as one GPU kernel on CuPy arrays; unchanged on NumPy.
+
+    On the GPU each operation (``a * b``, ``xp.exp(a)``) is a kernel launch that
+    costs the host ~10 us, more than the arithmetic of a small array; ``cupy.fuse``
+    compiles a whole function of element-wise operations into a single kernel.
+    ``function`` must be pure element-wise maths: arrays and Python scalars in,
+    ``xp`` ufuncs, ``xp.where`` and arithmetic inside, its results returned (a fused
+    kernel cannot write into its arguments). On NumPy arrays it is simply called,
+    and so it is inside another fused function, whose tracing passes no real arrays.
+    """
+    compiled = []
+
+    @functools.wraps(function)
+    def call(*args):
+        if not any(_is_cupy_array(a) for a in args):
+            return function(*args)
+        if not compiled:
+            compiled.append(_import_cupy().fuse(kernel_name=function.__name__)(function))
+        return compiled[0](*args)
+
+    return call

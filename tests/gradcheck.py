@@ -1,6 +1,7 @@
 """Test helpers: numerical gradient checks of a whole layer, and torch conversion."""
 import numpy as np
 
+from cs_vit.backend import get_array_module, to_numpy
 from cs_vit.gradient_check import eval_numerical_gradient_array, rel_error
 
 GRAD_TOL = 1e-7
@@ -19,6 +20,7 @@ def _error(analytic, numerical):
     which softmax ignores); their numerical estimate is pure rounding noise,
     whose rel_error says nothing.
     """
+    analytic, numerical = to_numpy(analytic), to_numpy(numerical)
     if max(np.max(np.abs(analytic)), np.max(np.abs(numerical))) < ZERO_GRAD:
         return 0.0
     return rel_error(analytic, numerical)
@@ -44,7 +46,8 @@ def layer_gradient_errors(layer, inputs, call=None, seed=0, h=1e-3):
     """
     call = call or layer.forward
     out = call(*inputs)
-    dout = np.random.default_rng(seed).standard_normal(out.shape)
+    # dout lives where out does (NumPy or CuPy), in float64.
+    dout = get_array_module(out).asarray(np.random.default_rng(seed).standard_normal(out.shape))
     input_grads = as_tuple(layer.backward(dout))
     param_grads = {name: grad.copy() for name, _, grad in layer.parameters()}
     errors = {}

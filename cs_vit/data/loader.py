@@ -1,4 +1,4 @@
-"""Mini-batches for training: shuffle, augment, normalise, all on the host.
+"""Mini-batches for training: shuffle, augment, normalise.
 
     >>> loader = BatchLoader(train, batch_size=128, shuffle=True,
     ...                      augment=default_augment(train.name), seed=0)
@@ -6,7 +6,11 @@
     ...     ...
 
 Each epoch draws from its own generator, ``default_rng([seed, epoch])``, so a
-run can be repeated batch for batch, and resumed at any epoch.
+run can be repeated batch for batch, and resumed at any epoch. The epoch's
+random choices (order, crop offsets, flips) are drawn at its start, on the host.
+With ``on_device=True`` the batches are cut from a copy of the dataset on the
+active backend (made once; on CuPy it lives on the GPU), and the epoch's
+choices go over once, so a training step copies nothing between host and device.
 """
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ import math
 
 import numpy as np
 
+from cs_vit import backend
 from cs_vit.data.convert import as_dataset
-from cs_vit.data.transforms import normalize, random_crop, random_horizontal_flip, to_unit_float
+from cs_vit.data.transforms import crop_at, flip_where, normalize, to_unit_float
 
 
 def default_augment(dataset_name):
@@ -27,13 +32,14 @@ def default_augment(dataset_name):
 
 
 def iterate_batches(dataset, batch_size, rng=None, shuffle=True, augment=False,
-                    drop_last=False, mean=None, std=None):
+                    drop_last=False, mean=None, std=None, on_device=False):
     """Yield ``(x, y)``: x (B, C, H, W) float32 normalised, y (B,) int64.
 
     Normalisation uses ``mean``/``std`` when given (e.g. the train split's, for a
     test set), else the dataset's own. Augmentation (random crop with padding
     H // 8, then a random horizontal flip) runs only when ``augment`` is true.
     All randomness comes from ``rng``, which may be None only when there is none.
+    Batches are NumPy arrays, or the active backend's with ``on_device=True``.
     """
     dataset = as_dataset(dataset)
     _check_batch_size(batch_size, dataset, drop_last)
@@ -41,18 +47,44 @@ def iterate_batches(dataset, batch_size, rng=None, shuffle=True, augment=False,
         raise ValueError("iterate_batches needs rng (e.g. numpy.random.default_rng(seed)) to "
                          "shuffle or augment")
     stats = (dataset.mean if mean is None else mean, dataset.std if std is None else std)
-    return _batches(dataset, batch_size, rng, shuffle, augment, drop_last, stats)
+    return _batches(dataset, batch_size, rng, shuffle, augment, drop_last, stats, on_device)
 
 
-def _batches(dataset, batch_size, rng, shuffle, augment, drop_last, stats):
-    order = rng.permutation(len(dataset)) if shuffle else np.arange(len(dataset))
-    stop = len(order) - len(order) % batch_size if drop_last else len(order)
+def _batches(dataset, batch_size, rng, shuffle, augment, drop_last, stats, on_device):
+    images, labels = device_copy(dataset) if on_device else (dataset.images, dataset.labels)
+    n, padding = len(dataset), dataset.images.shape[2] // 8
+    # The whole epoch's random choices, drawn now: order, then crop offsets, then flips.
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    if augment:
+        offsets, flips = rng.integers(0, 2 * padding + 1, size=(2, n)), rng.random(n) < 0.5
+    # One copy of each to the images' device per epoch (none on NumPy).
+    xp = backend.get_array_module(images)
+    order = xp.asarray(order)
+    mean, std = (xp.asarray(values, dtype=np.float32) for values in stats)
+    if augment:
+        offsets, flips = xp.asarray(offsets), xp.asarray(flips)
+    stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        index = order[start:start + batch_size]
-        x = to_unit_float(dataset.images[index])
+        batch = slice(start, start + batch_size)
+        x = to_unit_float(images[order[batch]])
         if augment:
-            x = random_horizontal_flip(random_crop(x, dataset.images.shape[2] // 8, rng), rng)
-        yield normalize(x, *stats), dataset.labels[index]
+            x = flip_where(crop_at(x, padding, offsets[0, batch], offsets[1, batch]), flips[batch])
+        yield normalize(x, mean, std), labels[order[batch]]
+
+
+def device_copy(dataset):
+    """(images, labels) of ``dataset`` on the active backend, copied there once and kept.
+
+    On NumPy these are the dataset's own arrays. On CuPy the first call uploads
+    them (CIFAR-10's uint8 training images take 150 MB of GPU memory).
+    """
+    cached = getattr(dataset, "_device_copy", None)
+    if (cached is None or cached["backend"] != backend.name()
+            or cached["host"][0] is not dataset.images or cached["host"][1] is not dataset.labels):
+        cached = {"backend": backend.name(), "host": (dataset.images, dataset.labels),
+                  "device": (backend.xp.asarray(dataset.images), backend.xp.asarray(dataset.labels))}
+        dataset._device_copy = cached
+    return cached["device"]
 
 
 def _check_batch_size(batch_size, dataset, drop_last):
@@ -73,11 +105,11 @@ class BatchLoader:
     """
 
     def __init__(self, dataset, batch_size, shuffle=True, augment=False, seed=0,
-                 drop_last=False, mean=None, std=None):
+                 drop_last=False, mean=None, std=None, on_device=False):
         self.dataset = as_dataset(dataset)
         _check_batch_size(batch_size, self.dataset, drop_last)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
-        self.seed, self.drop_last = seed, drop_last
+        self.seed, self.drop_last, self.on_device = seed, drop_last, on_device
         self.stats = (self.dataset.mean if mean is None else mean,
                       self.dataset.std if std is None else std)
         self.epoch = 0
@@ -94,4 +126,4 @@ class BatchLoader:
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         return _batches(self.dataset, self.batch_size, rng, self.shuffle, self.augment,
-                        self.drop_last, self.stats)
+                        self.drop_last, self.stats, self.on_device)

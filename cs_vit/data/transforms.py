@@ -1,13 +1,17 @@
-"""Normalisation and augmentation on host (NumPy) batches of shape (N, C, H, W).
+"""Normalisation and augmentation of batches of shape (N, C, H, W), NumPy or CuPy.
 
 Everything is deterministic given a ``numpy.random.Generator`` and keeps
 float32 in -> float32 out. The order matches torchvision's usual pipeline
 (crop and flip the 0..1 image, then normalise), so padded pixels are black.
+The random choices are drawn on the host; ``crop_at`` and ``flip_where`` then
+apply them to images wherever those live (the loader keeps a GPU copy of the
+dataset on CuPy, so a batch never crosses to the device).
 """
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+
+from cs_vit.backend import get_array_module
 
 # Per-channel (mean, std) of the train split, on images scaled to 0..1.
 DATASET_STATS = {
@@ -44,34 +48,57 @@ def channel_stats(images, chunk=4096):
 
 
 def normalize(images, mean, std):
-    """images (N, C, H, W), uint8 or float32 0..1 -> float32 (images - mean) / std per channel."""
+    """images (N, C, H, W), uint8 or float32 0..1 -> float32 (images - mean) / std per channel.
+
+    mean, std: C numbers each, as sequences or as arrays of the images' module
+    (the loader passes device arrays on CuPy, so no step copies them over again).
+    """
     if len(mean) != images.shape[1] or len(std) != images.shape[1]:
         raise ValueError(f"mean and std need one value per channel ({images.shape[1]}), got "
                          f"mean={tuple(mean)} std={tuple(std)}")
-    mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    xp = get_array_module(images)
+    mean = xp.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = xp.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
     return (to_unit_float(images) - mean) / std
 
 
 def random_crop(images, padding, rng):
     """Zero-pad each side by ``padding``, then crop every image back to (H, W) at its own
     random offset. images (N, C, H, W) -> (N, C, H, W), same dtype."""
-    if not isinstance(padding, (int, np.integer)) or padding < 0:
-        raise ValueError(f"padding must be a non-negative int, got {padding!r}")
-    n, _, h, w = images.shape
+    _check_padding(padding)
+    offsets = rng.integers(0, 2 * padding + 1, size=(2, len(images)))
+    return crop_at(images, padding, *offsets)
+
+
+def crop_at(images, padding, dy, dx):
+    """Zero-pad each side by ``padding`` and crop image i at offset (dy[i], dx[i]).
+
+    images (N, C, H, W); dy, dx (N,) ints in [0, 2 * padding] -> (N, C, H, W), same dtype.
+    Offset (padding, padding) gives the image back unchanged.
+    """
+    _check_padding(padding)
+    xp = get_array_module(images)
+    n, c, h, w = images.shape
     if padding == 0:
         return images.copy()
-    padded = np.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    # windows[n, c, dy, dx] is the (H, W) crop at offset (dy, dx): a view, no copy.
-    windows = sliding_window_view(padded, (h, w), axis=(2, 3))
-    dy = rng.integers(0, 2 * padding + 1, size=n)
-    dx = rng.integers(0, 2 * padding + 1, size=n)
-    return windows[np.arange(n), :, dy, dx]
+    padded = xp.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    rows = xp.asarray(dy)[:, None] + xp.arange(h)  # (N, H): the padded rows image i keeps
+    cols = xp.asarray(dx)[:, None] + xp.arange(w)  # (N, W)
+    return padded[xp.arange(n)[:, None, None, None], xp.arange(c)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _check_padding(padding):
+    if not isinstance(padding, (int, np.integer)) or padding < 0:
+        raise ValueError(f"padding must be a non-negative int, got {padding!r}")
 
 
 def random_horizontal_flip(images, rng, p=0.5):
     """Mirror each image left-right with probability ``p``. (N, C, H, W) -> same shape."""
-    flip = rng.random(len(images)) < p
-    out = images.copy()
-    out[flip] = images[flip, :, :, ::-1]
-    return out
+    return flip_where(images, rng.random(len(images)) < p)
+
+
+def flip_where(images, flip):
+    """Mirror left-right the images whose ``flip`` (N,) bool is true. (N, C, H, W) -> same shape."""
+    xp = get_array_module(images)
+    return xp.where(xp.asarray(flip)[:, None, None, None], images[..., ::-1], images)

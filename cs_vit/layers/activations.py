@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from cs_vit.backend import get_array_module, xp
+from cs_vit.backend import fuse, get_array_module, xp
 from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer, keep, keeping
 from cs_vit.layers.fast_gelu import gelu_float32
@@ -27,11 +27,13 @@ def erf(x):
     return erf_scipy(x)
 
 
+@fuse  # one GPU kernel instead of four
 def normal_cdf(x):
     """Phi(x) = (1 + erf(x / sqrt(2))) / 2, the standard normal CDF, element-wise."""
     return 0.5 * (1.0 + erf(x / math.sqrt(2.0)))
 
 
+@fuse  # one GPU kernel instead of four
 def normal_pdf(x):
     """phi(x) = exp(-x^2 / 2) / sqrt(2 pi), the standard normal density, element-wise."""
     return xp.exp(-0.5 * x**2) / math.sqrt(2.0 * math.pi)

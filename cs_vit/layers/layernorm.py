@@ -91,11 +91,11 @@ class LayerNorm(Layer):
         check_dout(dout, None if self.xhat is None else self.xhat.shape, "LayerNorm")
         dout2d, xhat = dout.reshape(-1, self.dim), self.xhat.reshape(-1, self.dim)
         dx = xp.empty_like(dout2d)
-        dweight, dbias = xp.zeros_like(self.params["weight"]), xp.zeros_like(self.params["bias"])
+        dweight, dbias = self.grads["weight"], self.grads["bias"]  # summed over the blocks
+        dweight[...], dbias[...] = 0.0, 0.0
         for rows in row_blocks(dout2d):
             block_dweight, block_dbias = _normalize_backward(
                 dout2d[rows], xhat[rows], self.inv_std[rows], self.params["weight"], dx[rows])
             dweight += block_dweight
             dbias += block_dbias
-        self.grads["weight"], self.grads["bias"] = dweight, dbias
         return dx.reshape(dout.shape)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from cs_vit.backend import xp
 from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.init import uniform
@@ -50,9 +51,10 @@ class Linear(Layer):
         check_dout(dout, expected, "Linear")
         x2d = self.x.reshape(-1, self.in_features)
         dout2d = dout.reshape(-1, self.out_features)
-        self.grads["weight"] = dout2d.T @ x2d
+        # Written straight into the gradient buffers (no temporary to copy over).
+        xp.matmul(dout2d.T, x2d, out=self.grads["weight"])
         if "bias" in self.params:
-            self.grads["bias"] = sum_leading(dout2d)
+            sum_leading(dout2d, out=self.grads["bias"])
         if not input_grad:
             return None
         dx = dout2d @ self.params["weight"]

@@ -3,21 +3,37 @@
 NumPy reduces a short last axis (D = 128 features, say) one row at a time; BLAS
 does the same sums as a matrix-vector product several times faster, and on all
 its threads. The results equal ``x.mean(axis=-1, keepdims=True)`` and
-``x.sum(axis=leading)`` up to float rounding.
+``x.sum(axis=leading)`` up to float rounding. The constant vectors they multiply
+by are made once per length and kept (on the GPU, each would be a kernel launch).
 """
 from __future__ import annotations
 
-from cs_vit.backend import xp
+import functools
+
+from cs_vit.backend import get_array_module
 
 
 def mean_last(x):
     """x.mean(axis=-1, keepdims=True): (..., D) -> (..., 1)."""
     D = x.shape[-1]
-    return (x.reshape(-1, D) @ xp.full(D, 1.0 / D, dtype=x.dtype)).reshape(*x.shape[:-1], 1)
+    return (x.reshape(-1, D) @ constant_vector(x, D, 1.0 / D)).reshape(*x.shape[:-1], 1)
 
 
-def sum_leading(x):
-    """x summed over every axis but the last: (..., D) -> (D,)."""
+def sum_leading(x, out=None):
+    """x summed over every axis but the last: (..., D) -> (D,), into ``out`` if given."""
     D = x.shape[-1]
     x2d = x.reshape(-1, D)
-    return xp.ones(x2d.shape[0], dtype=x.dtype) @ x2d
+    return get_array_module(x).matmul(constant_vector(x, x2d.shape[0], 1.0), x2d, out=out)
+
+
+def constant_vector(like, length, value):
+    """A read-only (length,) vector of ``value`` in ``like``'s array module and dtype, kept."""
+    return _constant_vector(get_array_module(like), length, float(value), like.dtype.str)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant_vector(module, length, value, dtype):
+    vector = module.full(length, value, dtype=dtype)
+    if hasattr(vector.flags, "writeable"):
+        vector.flags.writeable = False  # NumPy can protect it; CuPy arrays have no such flag
+    return vector

@@ -19,7 +19,7 @@ def clip_grad_norm(params, max_norm):
     grads = [grad for _, _, grad in params]
     # Gradients laid out by flatten_parameters are one buffer: one reduction over it all.
     flat = shared_buffer(grads)
-    squares = xp.sum(flat * flat) if flat is not None else sum(xp.sum(g * g) for g in grads)
+    squares = xp.dot(flat, flat) if flat is not None else sum(xp.sum(g * g) for g in grads)
     # One host sync for the whole model: the squares are summed on the device first.
     total_norm = float(xp.sqrt(squares))
     clip_coef = max_norm / (total_norm + EPS)

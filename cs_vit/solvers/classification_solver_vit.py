@@ -176,14 +176,14 @@ class ClassificationSolverViT:
         self.data_rng = numpy.random.default_rng([self.options["seed"], epoch])
 
     def _train_epoch(self, epoch):
+        # on_device: the batches are cut on the backend's device (no per-step copies).
         batches = iterate_batches(self.train_data, self.batch_size, self.data_rng, shuffle=True,
-                                  augment=self.augment, drop_last=True)
+                                  augment=self.augment, drop_last=True, on_device=True)
         self.model.train()
         losses, correct, seen = [], 0, 0
         bar = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.num_epochs}",
                    disable=not self.options["verbose"], leave=True)
         for x, y in bar:
-            x, y = backend.asarray(x), backend.asarray(y)
             loss, batch_correct = self._train_step(x, y, epoch)
             losses.append(loss)
             correct += batch_correct
@@ -242,15 +242,15 @@ class ClassificationSolverViT:
         predictions, losses = [], []
         batches = iterate_batches(dataset, self.options["eval_batch_size"], None, shuffle=False,
                                   augment=False, drop_last=False, mean=self.train_data.mean,
-                                  std=self.train_data.std)
+                                  std=self.train_data.std, on_device=True)
         for x, y in tqdm(batches, desc="evaluate", leave=False, disable=not self.options["verbose"]):
             with no_grad():  # evaluation keeps no caches for backward
-                logits = self.model.forward(backend.asarray(x))
-            loss, _ = softmax_cross_entropy(logits, backend.asarray(y))
+                logits = self.model.forward(x)
+            loss, _ = softmax_cross_entropy(logits, y)
             losses.append(loss * len(y))
-            predictions.append(backend.to_numpy(logits.argmax(axis=1)))
+            predictions.append(logits.argmax(axis=1))
         self.model.train()
-        return numpy.concatenate(predictions), sum(losses) / len(dataset)
+        return backend.to_numpy(backend.xp.concatenate(predictions)), sum(losses) / len(dataset)
 
     def evaluate(self, dataset):
         """(mean loss, accuracy in [0, 1]) of the current model on ``dataset``."""

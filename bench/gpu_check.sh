@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GPU checks, on a machine with an NVIDIA GPU, CuPy and PyTorch (CUDA):
+#   bench/gpu_check.sh [OUTPUT_DIR]     (default: bench/)
+# 1. tests/test_gpu.py: the CuPy backend against NumPy (float64, every layer and the whole
+#    ViT), gradient checks on the GPU, training, checkpoints, and no copies per step;
+# 2. bench/profile_step.py: where a GPU training step's time goes, cs_vit and torch;
+# 3. bench/compare_torch.py --device cuda: the speed and memory table (results_cuda.md).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-bench}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -c "import cupy, numpy, torch; print('CuPy', cupy.__version__, 'NumPy', numpy.__version__, 'torch', torch.__version__)"
+python3 -m pytest tests/test_gpu.py -n 0 -p no:cacheprovider -q -rs 2>&1 | tee "$out/gpu_tests.log"
+tests=${PIPESTATUS[0]}
+python3 bench/profile_step.py --device cuda --config patch8 2>&1 | tee "$out/gpu_profile.log"
+python3 bench/compare_torch.py --device cuda --rounds 6 --steps 5 --out "$out/results_cuda.md"
+bench=$?
+echo "tests exit $tests, benchmark exit $bench"
+exit $(( tests || bench ))

@@ -314,26 +314,3 @@ def test_layernorm_in_row_blocks_equals_one_block(float64, monkeypatch):
     for blocked, whole in zip(*results):
         np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-13)
 
-
-@pytest.mark.parametrize("config", ["adamw", "adamw_decay_everything"])
-def test_adamw_one_kernel_update_equals_the_plain_fused_update(config, monkeypatch):
-    """The GPU's one-kernel AdamW step (``_adamw_kernel``, plain NumPy maths here)."""
-    _, kwargs = OPTIMIZERS[config]
-    layers = [Linear(4, 3), Linear(3, 2, bias=False), Linear(2, 2)]
-    plain_params = _flat_triples(_param_triples(layers, np.float64, seed=0))
-    kernel_params = _flat_triples(_param_triples(layers, np.float64, seed=0))
-    plain, kernel = AdamW(plain_params, **kwargs), AdamW(kernel_params, **kwargs)
-    rng = np.random.default_rng(1)
-    for step in range(4):
-        for (_, _, g1), (_, _, g2) in zip(plain_params, kernel_params):
-            g1[...] = g2[...] = rng.standard_normal(g1.shape)
-        plain.lr = kernel.lr = kwargs["lr"] * (1 - 0.2 * step)
-        plain.step()
-        with monkeypatch.context() as patch:
-            patch.setattr("cs_vit.optim.optimizers.backend.name", lambda: "cupy")
-            kernel.step()
-    assert kernel.decay_mask is not None  # the kernel path ran
-    for (name, v1, _), (_, v2, _) in zip(plain_params, kernel_params):
-        np.testing.assert_allclose(v2, v1, rtol=1e-13, atol=1e-15, err_msg=name)
-    for key, value in plain.state_dict().items():
-        np.testing.assert_allclose(kernel.state_dict()[key], value, rtol=1e-13, err_msg=key)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from cs_vit import backend
-from cs_vit.backend import fuse, xp
+from cs_vit.backend import xp
 from cs_vit.layers.base import shared_buffer
 from cs_vit.layers.row_blocks import row_blocks
 
@@ -277,42 +277,3 @@ class AdamW(Adam):
         if weight_decay:
             value *= 1.0 - self.lr * weight_decay
         return grad
-
-    def step(self):
-        """As ``Optimizer.step``; on the GPU the fused update is one kernel (``_adamw_kernel``)."""
-        if not (self.fused and backend.name() == "cupy"):
-            return super().step()
-        self.step_count += 1
-        if getattr(self, "decay_mask", None) is None:
-            self.decay_mask = self._decay_mask()
-        m, v = self.flat_state["exp_avg"], self.flat_state["exp_avg_sq"]
-        value, m[...], v[...] = _adamw_kernel(
-            self.flat_params, self.flat_grads, m, v, self.decay_mask,
-            self.lr * self.weight_decay, self.beta1, self.beta2,
-            self.lr / (1.0 - self.beta1 ** self.step_count),
-            math.sqrt(1.0 - self.beta2 ** self.step_count), self.eps)
-        self.flat_params[...] = value
-
-    def _decay_mask(self):
-        """Flat 1.0 where a parameter is decayed, 0.0 elsewhere, laid out as ``flat_params``."""
-        mask, offset = xp.zeros_like(self.flat_params), 0
-        for (_, value, _), decayed in zip(self.params, self.decayed):
-            mask[offset:offset + value.size] = 1.0 if decayed else 0.0
-            offset += value.size
-        return mask
-
-
-@fuse
-def _adamw_kernel(value, g, m, v, decay_mask, lr_decay, beta1, beta2, step_size,
-                  sqrt_bias_correction2, eps):
-    """AdamW's step for every element at once: returns the new (value, m, v).
-
-    The same maths as ``AdamW._decay`` followed by ``Adam._update``, written as one
-    pure function so that ``fuse`` makes it a single GPU kernel; step_size is
-    lr / (1 - beta1**t) and sqrt_bias_correction2 is sqrt(1 - beta2**t).
-    """
-    value = value * (1.0 - lr_decay * decay_mask)
-    m = beta1 * m + (1.0 - beta1) * g
-    v = beta2 * v + (1.0 - beta2) * (g * g)
-    value = value - step_size * m / (xp.sqrt(v) / sqrt_bias_correction2 + eps)
-    return value, m, v

@@ -180,11 +180,9 @@ def fuse(function):
     On the GPU each operation (``a * b``, ``xp.exp(a)``) is a kernel launch that
     costs the host ~10 us, more than the arithmetic of a small array; ``cupy.fuse``
     compiles a whole function of element-wise operations into a single kernel.
-    ``function`` must be pure element-wise maths: arrays in, ``xp`` ufuncs,
-    ``xp.where``, arithmetic and fixed constants inside, its results returned. Two
-    limits of ``cupy.fuse``, seen on a GPU: a fused kernel cannot write into its
-    arguments, and a Python scalar argument is compiled in as a constant at the
-    first call, so a value that changes (a learning rate) must not be one.
+    ``function`` must be pure element-wise maths: arrays and Python scalars in,
+    ``xp`` ufuncs, ``xp.where`` and arithmetic inside, its results returned (a fused
+    kernel does not write into its arguments: ``a += b`` inside one is lost).
     On NumPy arrays ``function`` is simply called, and so it is inside another
     fused function, whose tracing passes no real arrays.
     """

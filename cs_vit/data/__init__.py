@@ -6,7 +6,8 @@ Every loader returns ``(train, test)`` ArrayDatasets with images (N, C, H, W):
     >>> train, test = load_dataset("digits")   # or "cifar10", "mnist", "fashion-mnist", "folder"
     >>> loader = BatchLoader(train, batch_size=64, augment=default_augment(train.name))
 
-Arrays stay on the host; the solver moves each batch with ``backend.asarray``.
+Datasets live on the host. The solver asks for ``on_device`` batches: a copy of the
+dataset is made once on the active backend (the GPU on CuPy) and batches are cut there.
 """
 from cs_vit.data.cifar10 import load_cifar10
 from cs_vit.data.convert import as_dataset

@@ -86,8 +86,8 @@ def run_torch(args, train, test):
     """The same recipe with a torchvision ViT holding the same initial weights."""
     import torch
 
-    model = build_model(args).to_torchvision()
-    params = list(model.named_parameters())
+    model = build_model(args).to_torchvision()  # fixed positions come frozen
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in params if torch_decays(n, p)],
                "weight_decay": args.weight_decay},
               {"params": [p for n, p in params if not torch_decays(n, p)], "weight_decay": 0.0}]

@@ -139,8 +139,7 @@ def test_fused_adamw_on_the_gpu_equals_numpy(float64):
 
 @pytest.fixture(scope="module")
 def digits():
-    train, test = load_digits()
-    return train, test
+    return load_digits()
 
 
 def digit_solver(digits, **options):

@@ -55,6 +55,25 @@ def test_vit_matches_torchvision_forward_and_backward(float64):
 
 
 @pytest.mark.task7
+@pytest.mark.parametrize("pos", ["sincos1d", "sincos2d"])
+def test_fixed_positions_become_a_frozen_torchvision_pos_embedding(float64, pos):
+    model = VisionTransformer(**TINY, pos_encoding=pos)
+    tv = model.to_torchvision().eval()
+    assert not tv.encoder.pos_embedding.requires_grad
+    trainable = sum(p.numel() for p in tv.parameters() if p.requires_grad)
+    assert trainable == sum(value.size for _, value, _ in model.parameters())
+    x = images(2, 2, 8)
+    with torch.no_grad():
+        expected = tv(torch.from_numpy(x)).numpy()
+    assert max_abs_diff(model.eval().forward(x), expected) <= TORCH_TOL
+
+
+def test_mean_pooled_vit_has_no_torchvision_twin():
+    with pytest.raises(ValueError, match="pool='mean'"):
+        VisionTransformer(**TINY, pool="mean").to_torchvision()
+
+
+@pytest.mark.task7
 def test_vit_round_trips_through_torchvision(float64):
     model = VisionTransformer(**TINY)
     tv = model.to_torchvision()

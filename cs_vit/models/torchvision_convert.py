@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy
 
+from cs_vit import backend
 
 
 def _block_names(i):
@@ -82,15 +83,20 @@ def from_torchvision(model_class, tv_model):
 
 
 def to_torchvision(model):
-    """A torchvision VisionTransformer (in the model's dtype) holding ``model``'s weights."""
+    """A torchvision VisionTransformer (in the model's dtype) holding ``model``'s weights.
+
+    torchvision learns its positions. A model with fixed sin-cos positions gets
+    them as torchvision's ``pos_embedding``, frozen (``requires_grad=False``): the
+    same function, and the same training once the optimizer skips frozen tensors.
+    """
     import torch
     from torchvision.models import VisionTransformer as TorchvisionViT
 
     config = model.config
-    if config.pool != "cls" or config.pos_encoding != "learned":
+    if config.pool != "cls":
         raise ValueError(
-            "torchvision's VisionTransformer uses a CLS token and learned positions; "
-            f"this model has pool={config.pool!r}, pos_encoding={config.pos_encoding!r}"
+            "torchvision's VisionTransformer pools its CLS token; "
+            f"this model has pool={config.pool!r}"
         )
     tv_model = TorchvisionViT(
         image_size=config.image_size, patch_size=config.patch_size, num_layers=config.depth,
@@ -101,8 +107,15 @@ def to_torchvision(model):
     if config.in_channels != 3:
         tv_model.conv_proj = torch.nn.Conv2d(config.in_channels, config.embed_dim,
                                              config.patch_size, config.patch_size)
-    state = to_torch_state_dict(model.state_dict(), config)
+    state = model.state_dict()
+    fixed_positions = config.pos_encoding != "learned"
+    if fixed_positions:
+        num_tokens = model.num_prefix_tokens + model.patch_embed.num_patches
+        table = backend.to_numpy(model.pos_encoding.table[:num_tokens])
+        state["pos_encoding.pos_embed"] = table[None].astype(state["cls_token"].dtype)
+    state = to_torch_state_dict(state, config)
     dtype = torch.float64 if state["class_token"].dtype == numpy.float64 else torch.float32
     tv_model = tv_model.to(dtype)
     tv_model.load_state_dict({k: torch.from_numpy(numpy.ascontiguousarray(v)) for k, v in state.items()})
+    tv_model.encoder.pos_embedding.requires_grad_(not fixed_positions)
     return tv_model

@@ -198,7 +198,7 @@ class ClassificationSolverViT:
         set_lr(self.optimizer, lr)
         logits = self.model.forward(x)
         loss, dlogits = softmax_cross_entropy(logits, y, self.options["label_smoothing"])
-        self.model.backward(dlogits)
+        self.model.backward(dlogits, input_grad=False)  # the images need no gradient
         clip = self.options["grad_clip"]
         grad_norm = clip_grad_norm(self.optimizer.params, clip if clip else math.inf)
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from cs_vit.data import ArrayDataset, BatchLoader, default_augment, iterate_batches, normalize
+from cs_vit.data.loader import device_copy
 
 
 def _dataset(n=10, size=8):
@@ -95,3 +96,23 @@ def test_default_augment_is_on_for_natural_images_only(name, expected):
 def test_iterate_batches_checks_batch_size_before_iterating():
     with pytest.raises(ValueError, match="positive"):
         iterate_batches(_dataset(), 0, np.random.default_rng(0))
+
+
+def test_on_device_batches_on_numpy_are_the_host_batches():
+    data = _dataset()
+    host = list(iterate_batches(data, 4, np.random.default_rng(2), augment=True))
+    device = list(iterate_batches(data, 4, np.random.default_rng(2), augment=True,
+                                  on_device=True))
+    for (x, y), (x2, y2) in zip(host, device):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+
+
+def test_device_copy_is_kept_until_the_dataset_arrays_change():
+    data = _dataset()
+    images, labels = device_copy(data)
+    assert images is data.images and labels is data.labels  # NumPy: the arrays themselves
+    data._device_copy["device"] = (images.copy(), labels.copy())  # stand-in for a GPU copy
+    assert device_copy(data)[0] is data._device_copy["device"][0]  # kept, not made again
+    data.images = data.images.copy()
+    assert device_copy(data)[0] is data.images  # new images: a new copy

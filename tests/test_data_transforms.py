@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from cs_vit.data import channel_stats, normalize, random_crop, random_horizontal_flip
+from cs_vit.data.transforms import crop_at, flip_where
 
 
 def _batch(n=6, c=3, h=8, w=8):
@@ -73,3 +74,21 @@ def test_channel_stats_match_numpy_on_the_unit_scale():
     scaled = images / 255.0
     np.testing.assert_allclose(mean, scaled.mean(axis=(0, 2, 3)))
     np.testing.assert_allclose(std, scaled.std(axis=(0, 2, 3)))
+
+
+def test_crop_at_places_each_image_at_its_own_offset():
+    images = _batch(n=3)
+    out = crop_at(images, 2, np.array([2, 0, 4]), np.array([2, 4, 1]))
+    padded = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    np.testing.assert_array_equal(out[0], images[0])  # (padding, padding): unchanged
+    np.testing.assert_array_equal(out[1], padded[1][:, 0:8, 4:12])
+    np.testing.assert_array_equal(out[2], padded[2][:, 4:12, 1:9])
+    assert out.dtype == images.dtype
+
+
+def test_flip_where_mirrors_exactly_the_chosen_images():
+    images = _batch(n=3)
+    out = flip_where(images, np.array([True, False, True]))
+    np.testing.assert_array_equal(out[0], images[0][:, :, ::-1])
+    np.testing.assert_array_equal(out[1], images[1])
+    np.testing.assert_array_equal(out[2], images[2][:, :, ::-1])

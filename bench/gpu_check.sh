@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The GPU checks, on a machine with an NVIDIA GPU, CuPy and PyTorch (CUDA):
-#   bench/gpu_check.sh [OUTPUT_DIR]     (default: bench/)
-# 1. tests/test_gpu.py: the CuPy backend against NumPy (float64, every layer and the whole
-#    ViT), gradient checks on the GPU, training, checkpoints, and no copies per step;
+#   bench/gpu_check.sh [OUTPUT_DIR]     (default: runs/gpu_check)
+# 1. tests/test_gpu.py: the CuPy backend against NumPy (the whole ViT forward and backward
+#    in float64), gradient checks on the GPU, training, checkpoints, no copies per step;
 # 2. bench/profile_step.py: where a GPU training step's time goes, cs_vit and torch;
-# 3. bench/compare_torch.py --device cuda: the speed and memory table (results_cuda.md).
+# 3. bench/gpu_call_overhead.py: the host time of one CuPy call, and of one torch call;
+# 4. bench/compare_torch.py --device cuda: the speed and memory table (results_cuda.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-bench}
+out=${1:-runs/gpu_check}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -15,7 +16,10 @@ python3 -c "import cupy, numpy, torch; print('CuPy', cupy.__version__, 'NumPy', 
 python3 -m pytest tests/test_gpu.py -n 0 -p no:cacheprovider -q -rs 2>&1 | tee "$out/gpu_tests.log"
 tests=${PIPESTATUS[0]}
 python3 bench/profile_step.py --device cuda --config patch8 2>&1 | tee "$out/gpu_profile.log"
+profile=${PIPESTATUS[0]}
+python3 bench/gpu_call_overhead.py "$out/call_overhead.txt"
+overhead=$?
 python3 bench/compare_torch.py --device cuda --rounds 6 --steps 5 --out "$out/results_cuda.md"
 bench=$?
-echo "tests exit $tests, benchmark exit $bench"
-exit $(( tests || bench ))
+echo "exit status: tests $tests, profile $profile, call overhead $overhead, benchmark $bench"
+exit $(( tests || profile || overhead || bench ))

@@ -99,6 +99,8 @@ def name() -> str:
 
 
 def _is_cupy_array(a):
+    """True for a cupy.ndarray; False for the tracing values cupy.fuse passes (whose
+    module is cupy's too, so ``get_array_module`` would not tell them apart)."""
     return type(a).__name__ == "ndarray" and type(a).__module__.startswith("cupy")
 
 
@@ -183,17 +185,17 @@ def fuse(function):
     ``function`` must be pure element-wise maths: arrays and Python scalars in,
     ``xp`` ufuncs, ``xp.where`` and arithmetic inside, its results returned (a fused
     kernel does not write into its arguments: ``a += b`` inside one is lost).
-    On NumPy arrays ``function`` is simply called, and so it is inside another
-    fused function, whose tracing passes no real arrays.
+    ``function`` itself runs on NumPy arrays, and also when called from inside
+    another fused function (CuPy then passes tracing values, not arrays).
+    The compiled kernel is kept as the wrapper's ``kernel`` attribute.
     """
-    compiled = []
-
     @functools.wraps(function)
     def call(*args):
         if not any(_is_cupy_array(a) for a in args):
             return function(*args)
-        if not compiled:
-            compiled.append(_import_cupy().fuse(kernel_name=function.__name__)(function))
-        return compiled[0](*args)
+        if call.kernel is None:
+            call.kernel = _import_cupy().fuse(kernel_name=function.__name__)(function)
+        return call.kernel(*args)
 
+    call.kernel = None
     return call

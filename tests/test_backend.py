@@ -106,4 +106,5 @@ def test_fuse_leaves_numpy_maths_as_it_is():
     np.testing.assert_array_equal(total, a * 2.0 + b)
     np.testing.assert_array_equal(difference, a - b)
     assert calls == [np.ndarray]  # called as it is, once
+    assert scaled_sum.kernel is None  # nothing compiled for NumPy
     assert scaled_sum.__name__ == "scaled_sum" and scaled_sum.__doc__ == "a * scale + b."

@@ -103,7 +103,7 @@ def test_on_device_batches_on_numpy_are_the_host_batches():
     host = list(iterate_batches(data, 4, np.random.default_rng(2), augment=True))
     device = list(iterate_batches(data, 4, np.random.default_rng(2), augment=True,
                                   on_device=True))
-    for (x, y), (x2, y2) in zip(host, device):
+    for (x, y), (x2, y2) in zip(host, device, strict=True):
         np.testing.assert_array_equal(x, x2)
         np.testing.assert_array_equal(y, y2)
 

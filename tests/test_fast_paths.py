@@ -313,4 +313,3 @@ def test_layernorm_in_row_blocks_equals_one_block(float64, monkeypatch):
                         layer.grads["bias"].copy()))
     for blocked, whole in zip(*results):
         np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-13)
-

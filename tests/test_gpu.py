@@ -110,7 +110,7 @@ def test_layers_pass_the_numerical_gradient_check_on_the_gpu(float64, make_layer
     assert_gradients_match(layer, (x,))
 
 
-def test_fused_adamw_on_the_gpu_equals_numpy(float64):
+def test_flat_adamw_on_the_gpu_equals_numpy(float64):
     rng = np.random.default_rng(3)
     images, dlogits = rng.standard_normal((2, 2, 8, 8)), rng.standard_normal((2, 5))
 
@@ -193,6 +193,24 @@ def test_a_training_step_copies_only_the_logged_scalars_between_host_and_device(
     assert counts["DtoH"] <= 2 * 3, counts
 
 
+def test_the_solvers_training_epoch_copies_per_epoch_not_per_step(digits):
+    torch_profiler = pytest.importorskip("torch.profiler")
+    solver = digit_solver(digits, augment=True)
+    solver.num_epochs = 1
+    solver.train("cuda")  # the first epoch copies the datasets to the GPU
+    solver._seed_epoch(1)
+    backend.xp.cuda.get_current_stream().synchronize()
+    with torch_profiler.profile(activities=[torch_profiler.ProfilerActivity.CUDA]) as profiler:
+        solver._train_epoch(1)  # past the schedule's end: learning rate 0, same work
+        backend.xp.cuda.get_current_stream().synchronize()
+    counts, steps = _memcpy_counts(profiler), solver.steps_per_epoch
+    assert counts["kernels"] > 50 * steps, f"the profiler saw too few GPU kernels: {counts}"
+    # Once an epoch: its order, crop offsets and flips, and the mean and std.
+    assert counts["HtoD"] <= 8, counts
+    # Per step the logged loss and gradient norm; once an epoch the number correct.
+    assert counts["DtoH"] <= 2 * steps + 2, counts
+
+
 def test_gpu_run_checkpoints_and_resumes(digits, tmp_path):
     first = digit_solver(digits, checkpoint_dir=str(tmp_path))
     first.num_epochs = 3
@@ -210,25 +228,32 @@ def test_inference_on_the_gpu_keeps_float32_and_no_caches():
     with no_grad():
         logits = model.forward(x)
     assert logits.dtype == np.float32 and logits.shape == (8, 10)
+    block = model.blocks[0]
+    assert block.attn.cache is None and block.norm1.xhat is None and block.mlp.fc1.x is None
     loss, dlogits = softmax_cross_entropy(logits, backend.xp.arange(8) % 10)
     assert np.isfinite(loss) and dlogits.dtype == np.float32
 
 
-def test_device_copy_of_a_dataset_is_made_once(digits):
+def test_device_copy_of_a_dataset_is_made_once_and_batches_equal_the_host_ones(digits):
     backend.use("cupy")
     train = ArrayDataset(digits[0].images[:128], digits[0].labels[:128], digits[0].class_names)
-    first = next(iterate_batches(train, 32, np.random.default_rng(0), on_device=True))
-    second = next(iterate_batches(train, 32, np.random.default_rng(0), on_device=True))
+    first = next(iterate_batches(train, 32, np.random.default_rng(0), augment=True,
+                                 on_device=True))
+    images_on_gpu = train._device_copy["device"][0]
+    second = next(iterate_batches(train, 32, np.random.default_rng(0), augment=True,
+                                  on_device=True))
+    assert train._device_copy["device"][0] is images_on_gpu  # kept, not made again
     assert type(first[0]).__module__.startswith("cupy")
-    assert train._device_copy["device"][0] is not None
     np.testing.assert_array_equal(backend.to_numpy(first[0]), backend.to_numpy(second[0]))
-    host = next(iterate_batches(train, 32, np.random.default_rng(0)))
-    np.testing.assert_allclose(backend.to_numpy(first[0]), host[0], atol=1e-6)
+    host = next(iterate_batches(train, 32, np.random.default_rng(0), augment=True))
+    np.testing.assert_allclose(backend.to_numpy(first[0]), host[0], atol=1e-6)  # crops, flips
+    np.testing.assert_array_equal(backend.to_numpy(first[1]), host[1])
 
 
 def test_dropout_and_initialisers_draw_from_the_gpu_generator():
     backend.use("cupy")
     backend.seed(0)
+    assert type(backend.rng()).__module__.startswith("cupy")
     model = VisionTransformer(**SMALL_VIT, dropout=0.5)  # uniform and truncated normal inits
     assert all(type(value).__module__.startswith("cupy") for _, value, _ in model.parameters())
     dropout = Dropout(0.25)
@@ -245,6 +270,13 @@ def test_fused_gpu_kernels_equal_the_operations_they_replace(dtype, tol):
     x = backend.xp.asarray(np.random.default_rng(5).standard_normal((64, 33)).astype(dtype))
     for function in (normal_cdf, normal_pdf):
         fused, plain = function(x), function.__wrapped__(x)
+        assert function.kernel is not None, f"{function.__name__} ran without its fused kernel"
         assert fused.dtype == dtype
         np.testing.assert_allclose(backend.to_numpy(fused), backend.to_numpy(plain), rtol=0,
                                    atol=tol, err_msg=function.__name__)
+
+
+def test_gpu_training_with_batches_copied_per_step_equals_batches_kept_on_the_gpu(digits):
+    kept = digit_solver(digits).train("cuda")
+    copied = digit_solver(digits, data_on_device=False).train("cuda")
+    np.testing.assert_allclose(copied["loss_history"], kept["loss_history"], rtol=1e-6)

@@ -146,3 +146,16 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error(digits):
         pass
     with pytest.raises(backend.BackendUnavailableError, match="CuPy"):
         digit_solver(digits).train("cuda")
+
+
+@pytest.mark.task7
+def test_batches_copied_per_step_train_exactly_like_batches_kept_on_the_device(digits):
+    kept = digit_solver(digits, augment=True).train("cpu")
+    copied = digit_solver(digits, augment=True, data_on_device=False).train("cpu")
+    assert copied["loss_history"] == kept["loss_history"]
+    assert copied["test_acc@1"] == kept["test_acc@1"]
+
+
+def test_data_on_device_must_be_true_or_false(digits):
+    with pytest.raises(TypeError, match="data_on_device must be True or False"):
+        digit_solver(digits, data_on_device="yes")

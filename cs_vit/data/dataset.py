@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,8 @@ class ArrayDataset:
     mean: tuple = None
     std: tuple = None
     name: str = "arrays"
+    # The copy on the active backend that loader.device_copy makes once and keeps.
+    _device_copy: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.labels = check_labels(self.labels)

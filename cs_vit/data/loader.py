@@ -20,7 +20,9 @@ import numpy as np
 
 from cs_vit import backend
 from cs_vit.data.convert import as_dataset
-from cs_vit.data.transforms import crop_at, flip_where, normalize, to_unit_float
+from cs_vit.data.transforms import (
+    crop_at, crop_offsets, flip_choices, flip_where, normalize, to_unit_float,
+)
 
 
 def default_augment(dataset_name):
@@ -56,7 +58,7 @@ def _batches(dataset, batch_size, rng, shuffle, augment, drop_last, stats, on_de
     # The whole epoch's random choices, drawn now: order, then crop offsets, then flips.
     order = rng.permutation(n) if shuffle else np.arange(n)
     if augment:
-        offsets, flips = rng.integers(0, 2 * padding + 1, size=(2, n)), rng.random(n) < 0.5
+        offsets, flips = crop_offsets(rng, n, padding), flip_choices(rng, n)
     # One copy of each to the images' device per epoch (none on NumPy).
     xp = backend.get_array_module(images)
     order = xp.asarray(order)
@@ -76,9 +78,10 @@ def device_copy(dataset):
     """(images, labels) of ``dataset`` on the active backend, copied there once and kept.
 
     On NumPy these are the dataset's own arrays. On CuPy the first call uploads
-    them (CIFAR-10's uint8 training images take 150 MB of GPU memory).
+    them (CIFAR-10's uint8 training images take 150 MB of GPU memory). A new copy
+    is made when ``images`` or ``labels`` is replaced, not when edited in place.
     """
-    cached = getattr(dataset, "_device_copy", None)
+    cached = dataset._device_copy
     if (cached is None or cached["backend"] != backend.name()
             or cached["host"][0] is not dataset.images or cached["host"][1] is not dataset.labels):
         cached = {"backend": backend.name(), "host": (dataset.images, dataset.labels),

@@ -65,16 +65,22 @@ def normalize(images, mean, std):
 def random_crop(images, padding, rng):
     """Zero-pad each side by ``padding``, then crop every image back to (H, W) at its own
     random offset. images (N, C, H, W) -> (N, C, H, W), same dtype."""
+    return crop_at(images, padding, *crop_offsets(rng, len(images), padding))
+
+
+def crop_offsets(rng, n, padding):
+    """(dy, dx) of n random crops, two (n,) int arrays in [0, 2 * padding], drawn from ``rng``."""
     _check_padding(padding)
-    offsets = rng.integers(0, 2 * padding + 1, size=(2, len(images)))
-    return crop_at(images, padding, *offsets)
+    return rng.integers(0, 2 * padding + 1, size=(2, n))
 
 
 def crop_at(images, padding, dy, dx):
     """Zero-pad each side by ``padding`` and crop image i at offset (dy[i], dx[i]).
 
-    images (N, C, H, W); dy, dx (N,) ints in [0, 2 * padding] -> (N, C, H, W), same dtype.
-    Offset (padding, padding) gives the image back unchanged.
+    images (N, C, H, W); dy, dx (N,) ints -> (N, C, H, W), same dtype. Offsets must
+    lie in [0, 2 * padding], as ``crop_offsets`` draws them; they are not checked,
+    since on the GPU a check would wait for the device. Offset (padding, padding)
+    gives the image back unchanged, as does padding 0.
     """
     _check_padding(padding)
     xp = get_array_module(images)
@@ -95,7 +101,12 @@ def _check_padding(padding):
 
 def random_horizontal_flip(images, rng, p=0.5):
     """Mirror each image left-right with probability ``p``. (N, C, H, W) -> same shape."""
-    return flip_where(images, rng.random(len(images)) < p)
+    return flip_where(images, flip_choices(rng, len(images), p))
+
+
+def flip_choices(rng, n, p=0.5):
+    """(n,) bools drawn from ``rng``, each true with probability ``p``: which images to mirror."""
+    return rng.random(n) < p
 
 
 def flip_where(images, flip):

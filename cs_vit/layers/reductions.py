@@ -16,18 +16,23 @@ from cs_vit.backend import get_array_module
 def mean_last(x):
     """x.mean(axis=-1, keepdims=True): (..., D) -> (..., 1)."""
     D = x.shape[-1]
-    return (x.reshape(-1, D) @ constant_vector(x, D, 1.0 / D)).reshape(*x.shape[:-1], 1)
+    return (x.reshape(-1, D) @ _constant_vector_like(x, D, 1.0 / D)).reshape(*x.shape[:-1], 1)
 
 
 def sum_leading(x, out=None):
     """x summed over every axis but the last: (..., D) -> (D,), into ``out`` if given."""
     D = x.shape[-1]
     x2d = x.reshape(-1, D)
-    return get_array_module(x).matmul(constant_vector(x, x2d.shape[0], 1.0), x2d, out=out)
+    return get_array_module(x).matmul(_constant_vector_like(x, x2d.shape[0], 1.0), x2d, out=out)
 
 
-def constant_vector(like, length, value):
-    """A read-only (length,) vector of ``value`` in ``like``'s array module and dtype, kept."""
+def _constant_vector_like(like, length, value):
+    """A shared (length,) vector of ``value`` in ``like``'s array module and dtype.
+
+    Made once per (module, length, value, dtype) and kept, so never write to it
+    (NumPy's copy is read-only; CuPy has no such flag). On CuPy it lives on the GPU
+    that was current when it was made: cs_vit trains on one GPU.
+    """
     return _constant_vector(get_array_module(like), length, float(value), like.dtype.str)
 
 

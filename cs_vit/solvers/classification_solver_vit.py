@@ -43,10 +43,12 @@ DEFAULT_OPTIONS = {
     "checkpoint_dir": None,     # write checkpoint.npz there after every epoch
     "resume": False,            # continue from checkpoint_dir's checkpoint
     "eval_batch_size": 256,
+    "data_on_device": True,     # on CuPy: copy the datasets to the GPU once, so that no
+                                # step copies a batch; False: each batch goes over (less GPU memory)
     "verbose": True,
 }
 # Options a resumed run may change; every other setting must match the checkpoint's.
-FREE_ON_RESUME = ("checkpoint_dir", "resume", "eval_batch_size", "verbose")
+FREE_ON_RESUME = ("checkpoint_dir", "resume", "eval_batch_size", "data_on_device", "verbose")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -113,6 +115,8 @@ class ClassificationSolverViT:
         if options["grad_clip"] is not None:
             finite_non_negative("grad_clip", options["grad_clip"])
         positive_int("eval_batch_size", options["eval_batch_size"])
+        if not isinstance(options["data_on_device"], bool):
+            raise TypeError(f"data_on_device must be True or False, got {options['data_on_device']!r}")
 
     def _check_fit(self):
         """Clear errors for data that cannot train this model."""
@@ -176,14 +180,15 @@ class ClassificationSolverViT:
         self.data_rng = numpy.random.default_rng([self.options["seed"], epoch])
 
     def _train_epoch(self, epoch):
-        # on_device: the batches are cut on the backend's device (no per-step copies).
         batches = iterate_batches(self.train_data, self.batch_size, self.data_rng, shuffle=True,
-                                  augment=self.augment, drop_last=True, on_device=True)
+                                  augment=self.augment, drop_last=True,
+                                  on_device=self.options["data_on_device"])
         self.model.train()
         losses, correct, seen = [], 0, 0
         bar = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.num_epochs}",
                    disable=not self.options["verbose"], leave=True)
         for x, y in bar:
+            x, y = backend.asarray(x), backend.asarray(y)  # no copy if already on the device
             loss, batch_correct = self._train_step(x, y, epoch)
             losses.append(loss)
             correct += batch_correct
@@ -242,8 +247,9 @@ class ClassificationSolverViT:
         predictions, losses = [], []
         batches = iterate_batches(dataset, self.options["eval_batch_size"], None, shuffle=False,
                                   augment=False, drop_last=False, mean=self.train_data.mean,
-                                  std=self.train_data.std, on_device=True)
+                                  std=self.train_data.std, on_device=self.options["data_on_device"])
         for x, y in tqdm(batches, desc="evaluate", leave=False, disable=not self.options["verbose"]):
+            x, y = backend.asarray(x), backend.asarray(y)  # no copy if already on the device
             with no_grad():  # evaluation keeps no caches for backward
                 logits = self.model.forward(x)
             loss, _ = softmax_cross_entropy(logits, y)

@@ -21,7 +21,7 @@ DATASETS = tuple(RECIPES)
 MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
 RUN_ARGS = "run_args.json"
 # What --resume lets a run change; every other flag comes from the run's run_args.json.
-FREE_ON_RESUME = ("resume", "out", "device", "quiet", "epochs")
+FREE_ON_RESUME = ("resume", "out", "device", "data_on_host", "quiet", "epochs")
 # Mistakes in what the user asked for; main() reports them in one line, without a traceback.
 USER_ERRORS = (ValueError, OSError, FloatingPointError, pickle.UnpicklingError,
                backend.BackendUnavailableError)
@@ -67,6 +67,9 @@ def _add_train_parser(subparsers):
                    help="default: the dataset's recipe")
     p.add_argument("--no-augment", action="store_true", help="turn data augmentation off")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--data-on-host", action="store_true",
+                   help="with --device cuda: send each batch to the GPU instead of keeping a "
+                        "copy of the datasets there (for datasets too big for its memory)")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--out", help="run folder (default: runs/<dataset>-<time>)")
     p.add_argument("--resume", action="store_true",
@@ -125,7 +128,7 @@ def _run_folder(args):
 def _restore_args(args, run_dir):
     """For --resume: the arguments the run was started with.
 
-    The device may change, and --epochs may extend a finished run; any other flag
+    The device (and --data-on-host) may change, and --epochs may extend a finished run; any other flag
     that differs from the run's is refused rather than silently ignored.
     """
     path = os.path.join(run_dir, RUN_ARGS)
@@ -141,9 +144,10 @@ def _restore_args(args, run_dir):
     if changed:
         raise SystemExit(
             f"cs-vit: --resume continues {run_dir} with the flags it was started with, so "
-            f"{', '.join(changed)} would be ignored; only --epochs, --device and --quiet may "
-            "change. Start a new run with another --out to change the others.")
-    saved.update(resume=True, out=run_dir, device=args.device, quiet=args.quiet)
+            f"{', '.join(changed)} would be ignored; only --epochs, --device, --data-on-host "
+            "and --quiet may change. Start a new run with another --out to change the others.")
+    saved.update(resume=True, out=run_dir, device=args.device, data_on_host=args.data_on_host,
+                 quiet=args.quiet)
     if args.epochs is not None:
         saved["epochs"] = args.epochs
     return argparse.Namespace(**saved)
@@ -169,7 +173,8 @@ def train(args):
         learning_rate=settings["lr"], weight_decay=settings["weight_decay"],
         batch_size=settings["batch_size"], warmup_epochs=settings["warmup_epochs"],
         label_smoothing=settings["label_smoothing"], augment=False if args.no_augment else settings["augment"],
-        seed=args.seed, checkpoint_dir=run_dir, resume=args.resume, verbose=not args.quiet)
+        seed=args.seed, checkpoint_dir=run_dir, resume=args.resume, verbose=not args.quiet,
+        data_on_device=not args.data_on_host)
     started = time.perf_counter()
     results = solver.train(args.device)
     seconds = time.perf_counter() - started

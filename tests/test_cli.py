@@ -26,7 +26,9 @@ def test_default_train_reaches_95_percent_on_the_embedded_digits(tmp_path, capsy
 def test_train_with_flags_then_resume_to_more_epochs_and_evaluate(tmp_path, capsys):
     run_cli("train", "--epochs", "1", "--embed-dim", "16", "--depth", "1", "--out",
             str(tmp_path), "--quiet")
-    run_cli("train", "--resume", "--out", str(tmp_path), "--epochs", "2", "--quiet")
+    # --data-on-host (batches sent over one by one) may change on resume, like --device.
+    run_cli("train", "--resume", "--out", str(tmp_path), "--epochs", "2", "--data-on-host",
+            "--quiet")
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history["test_acc@1"]) == 2
     assert history["model_config"]["embed_dim"] == 16

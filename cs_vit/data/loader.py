@@ -68,10 +68,11 @@ def _batches(dataset, batch_size, rng, shuffle, augment, drop_last, stats, on_de
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         batch = slice(start, start + batch_size)
-        x = to_unit_float(images[order[batch]])
+        index = order[batch]
+        x = to_unit_float(images[index])
         if augment:
             x = flip_where(crop_at(x, padding, offsets[0, batch], offsets[1, batch]), flips[batch])
-        yield normalize(x, mean, std), labels[order[batch]]
+        yield normalize(x, mean, std), labels[index]
 
 
 def device_copy(dataset):

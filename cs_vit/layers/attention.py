@@ -77,11 +77,14 @@ def _keys_first_products(a, b):
     a: (N, num_heads, S, Dh), b: (N, num_heads, T, Dh) -> (T, N, num_heads, S).
     Softmax over the keys then reduces over axis 0, which NumPy does several
     times faster than over a short last axis; ``_queries_first`` gives the
-    usual (N, num_heads, S, T) view of the result.
+    usual (N, num_heads, S, T) view of the result. a^T is copied into row-major
+    (Dh, S) matrices first: NumPy's batched matmul runs about twice as fast on
+    them as on a transposed view, which more than pays for the copy.
     """
     N, num_heads, S, _ = a.shape
     out = xp.empty((b.shape[2], N, num_heads, S), dtype=xp.result_type(a, b))
-    xp.matmul(b, a.transpose(0, 1, 3, 2), out=out.transpose(1, 2, 0, 3))
+    a_transposed = xp.ascontiguousarray(a.transpose(0, 1, 3, 2))  # (N, num_heads, Dh, S)
+    xp.matmul(b, a_transposed, out=out.transpose(1, 2, 0, 3))
     return out
 
 

@@ -55,16 +55,13 @@ def iterate_batches(dataset, batch_size, rng=None, shuffle=True, augment=False,
 def _batches(dataset, batch_size, rng, shuffle, augment, drop_last, stats, on_device):
     images, labels = device_copy(dataset) if on_device else (dataset.images, dataset.labels)
     n, padding = len(dataset), dataset.images.shape[2] // 8
-    # The whole epoch's random choices, drawn now: order, then crop offsets, then flips.
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    if augment:
-        offsets, flips = crop_offsets(rng, n, padding), flip_choices(rng, n)
-    # One copy of each to the images' device per epoch (none on NumPy).
+    # The whole epoch's random choices, drawn now on the host (order, then crop offsets,
+    # then flips) and sent to the images' device once per epoch (no copy on NumPy).
     xp = backend.get_array_module(images)
-    order = xp.asarray(order)
-    mean, std = (xp.asarray(values, dtype=np.float32) for values in stats)
+    order = xp.asarray(rng.permutation(n) if shuffle else np.arange(n))
     if augment:
-        offsets, flips = xp.asarray(offsets), xp.asarray(flips)
+        offsets, flips = xp.asarray(crop_offsets(rng, n, padding)), xp.asarray(flip_choices(rng, n))
+    mean, std = (xp.asarray(values, dtype=np.float32) for values in stats)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         batch = slice(start, start + batch_size)

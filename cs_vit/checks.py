@@ -58,14 +58,24 @@ def check_dout(dout, expected_shape, owner):
         )
 
 
+def integer_at_least(arg, value, minimum):
+    """``value`` as an int >= ``minimum``, or a TypeError/ValueError naming ``arg``.
+
+    A float with an integer value (``2.0``) counts as that integer; ``True`` does not.
+    """
+    expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    integral = isinstance(value, numbers.Integral) or (
+        isinstance(value, numbers.Real) and math.isfinite(value) and int(value) == value)
+    if isinstance(value, bool) or not integral:
+        raise TypeError(f"{arg} must be {expected}, got {value!r} ({_type_name(value)})")
+    if value < minimum:
+        raise ValueError(f"{arg} must be {expected}, got {value!r}")
+    return int(value)
+
+
 def positive_int(arg, value):
     """``value`` as an int >= 1, or a ValueError/TypeError naming ``arg``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{arg} must be a positive integer, got {value!r} "
-                        f"({_type_name(value)})")
-    if value < 1:
-        raise ValueError(f"{arg} must be a positive integer, got {value}")
-    return int(value)
+    return integer_at_least(arg, value, 1)
 
 
 def finite_non_negative(arg, value):

@@ -13,7 +13,7 @@ import pickle
 import sys
 import time
 
-from cs_vit import backend
+from cs_vit import backend, tiers
 from cs_vit.recipes import RECIPES
 from cs_vit.release import add_release_parser
 
@@ -21,7 +21,7 @@ DATASETS = tuple(RECIPES)
 MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
 RUN_ARGS = "run_args.json"
 # What --resume lets a run change; every other flag comes from the run's run_args.json.
-FREE_ON_RESUME = ("resume", "out", "device", "data_on_host", "quiet", "epochs")
+FREE_ON_RESUME = ("resume", "out", "device", "data_on_host", "quiet", "epochs", "reference")
 # Mistakes in what the user asked for; main() reports them in one line, without a traceback.
 USER_ERRORS = (ValueError, OSError, FloatingPointError, pickle.UnpicklingError,
                backend.BackendUnavailableError)
@@ -75,6 +75,9 @@ def _add_train_parser(subparsers):
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--reference", action="store_true",
+                   help="run the textbook layers even where the instructor's fast tier "
+                        "(cs_vit.fast) is installed")
     p.set_defaults(func=train)
 
 
@@ -144,10 +147,11 @@ def _restore_args(args, run_dir):
     if changed:
         raise SystemExit(
             f"cs-vit: --resume continues {run_dir} with the flags it was started with, so "
-            f"{', '.join(changed)} would be ignored; only --epochs, --device, --data-on-host "
-            "and --quiet may change. Start a new run with another --out to change the others.")
+            f"{', '.join(changed)} would be ignored; only --epochs, --device, --data-on-host, "
+            "--quiet and --reference may change. Start a new run with another --out to change "
+            "the others.")
     saved.update(resume=True, out=run_dir, device=args.device, data_on_host=args.data_on_host,
-                 quiet=args.quiet)
+                 quiet=args.quiet, reference=args.reference)
     if args.epochs is not None:
         saved["epochs"] = args.epochs
     return argparse.Namespace(**saved)
@@ -160,6 +164,8 @@ def train(args):
     run_dir = _run_folder(args)
     if args.resume:
         args = _restore_args(args, run_dir)
+    if args.reference:
+        tiers.restore_all()  # every layer runs its textbook code
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, RUN_ARGS), "w") as f:
         json.dump({k: v for k, v in vars(args).items() if k != "func"}, f, indent=2)

@@ -90,21 +90,3 @@ def test_rng_state_round_trips():
 def test_to_numpy_passes_numpy_through():
     a = np.arange(3)
     assert backend.to_numpy(a) is a
-
-
-def test_fuse_leaves_numpy_maths_as_it_is():
-    calls = []
-
-    @backend.fuse
-    def scaled_sum(a, b, scale):
-        """a * scale + b."""
-        calls.append(type(a))
-        return a * scale + b, a - b
-
-    a, b = np.arange(4.0), np.ones(4)
-    total, difference = scaled_sum(a, b, 2.0)
-    np.testing.assert_array_equal(total, a * 2.0 + b)
-    np.testing.assert_array_equal(difference, a - b)
-    assert calls == [np.ndarray]  # called as it is, once
-    assert scaled_sum.kernel is None  # nothing compiled for NumPy
-    assert scaled_sum.__name__ == "scaled_sum" and scaled_sum.__doc__ == "a * scale + b."

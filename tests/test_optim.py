@@ -173,11 +173,11 @@ def test_clip_grad_norm_leaves_small_gradients_alone():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda p: SGD(p, lr=-0.1), "lr must be a non-negative number, got -0.1"),
+    (lambda p: SGD(p, lr=-0.1), "lr must be a finite number >= 0, got -0.1"),
     (lambda p: Adam(p, betas=(1.0, 0.999)), r"betas\[0\] must be in \[0, 1\), got 1.0"),
     (lambda p: AdamW(p, betas=(0.9, -0.1)), r"betas\[1\] must be in \[0, 1\)"),
     (lambda p: SGD(p, lr=0.1, nesterov=True), "nesterov=True needs a momentum > 0"),
-    (lambda p: Adam(p, weight_decay=-1.0), "weight_decay must be a non-negative"),
+    (lambda p: Adam(p, weight_decay=-1.0), "weight_decay must be a finite number >= 0"),
     (lambda p: SGD([], lr=0.1), "empty parameter list"),
 ])
 def test_optimizers_reject_bad_arguments(make, match):
@@ -187,7 +187,7 @@ def test_optimizers_reject_bad_arguments(make, match):
 
 def test_lr_setter_rejects_negative_values():
     optimizer = SGD(make_params(), lr=0.1)
-    with pytest.raises(ValueError, match="lr must be a non-negative number"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         optimizer.lr = -1.0
 
 

@@ -79,8 +79,8 @@ def test_make_schedule_rejects_warmup_outside_cosine():
 @pytest.mark.parametrize("make, match", [
     (lambda: WarmupCosineLR(0.1, warmup_steps=11, total_steps=10), "must not exceed total_steps"),
     (lambda: WarmupCosineLR(0.1, warmup_steps=0, total_steps=10, min_lr=0.2), "min_lr"),
-    (lambda: StepLR(0.1, step_size=0), "step_size must be an integer >= 1"),
-    (lambda: ConstantLR(-0.1), "base_lr must be a non-negative number"),
+    (lambda: StepLR(0.1, step_size=0), "step_size must be a positive integer"),
+    (lambda: ConstantLR(-0.1), "base_lr must be a finite number >= 0"),
 ])
 def test_schedules_reject_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):

@@ -37,26 +37,6 @@ def test_block_with_dropout_backward_matches_numerical_gradient(float64):
 
 
 @pytest.mark.task7
-@pytest.mark.parametrize("masked", [False, True])
-def test_block_first_tokens_backward_matches_numerical_gradient(float64, masked):
-    block = TransformerEncoderBlock(4, 2, 8)
-    mask = np.tril(np.ones((3, 3), dtype=bool)) if masked else None
-    assert_gradients_match(block, (randn(1, 2, 3, 4),),
-                           call=lambda x: block.forward(x, attn_mask=mask, first_tokens=2))
-
-
-@pytest.mark.task7
-def test_block_first_tokens_gives_the_first_rows_of_the_full_output(float64):
-    block = TransformerEncoderBlock(8, 2, 16)
-    x = randn(3, 2, 5, 8)
-    full = block.forward(x)
-    first = block.forward(x, first_tokens=1)
-    assert first.shape == (2, 1, 8)
-    np.testing.assert_allclose(first, full[:, :1], rtol=1e-12, atol=1e-12)
-    assert block.backward(randn(4, 2, 1, 8)).shape == x.shape
-
-
-@pytest.mark.task7
 def test_block_with_mask_backward_matches_numerical_gradient(float64):
     block = TransformerEncoderBlock(4, 2, 8)
     mask = np.tril(np.ones((3, 3), dtype=bool))

@@ -2,9 +2,9 @@
 
 Each head h attends with its own slice of the projected queries, keys and values:
 ``A_h = softmax(q_h k_h^T / sqrt(Dh))`` and ``out_h = A_h v_h``; the heads are
-concatenated and mixed by ``out_proj``. All heads run in one batched matmul on
-(N, num_heads, S, Dh) arrays. As in timm, the queries are scaled by 1 / sqrt(Dh)
-before the product, which costs less than scaling the (S, T) scores.
+concatenated and mixed by ``out_proj``. All heads run at once on
+(N, num_heads, S, Dh) arrays: ``@`` multiplies the last two axes of every
+(batch element, head) pair.
 """
 from __future__ import annotations
 
@@ -15,22 +15,22 @@ from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.dropout import Dropout
 from cs_vit.layers.linear import Linear
-from cs_vit.layers.reductions import sum_leading
+from cs_vit.tiers import replaceable
 
 
-def _split_heads(x, num_heads):
-    """(N, S, D) -> (N, num_heads, S, Dh)."""
+def split_heads(x, num_heads):
+    """(N, S, D) -> (N, num_heads, S, Dh): head h gets features h*Dh .. (h+1)*Dh - 1."""
     N, S, D = x.shape
     return x.reshape(N, S, num_heads, D // num_heads).transpose(0, 2, 1, 3)
 
 
-def _merge_heads(x):
-    """(N, num_heads, S, Dh) -> (N, S, D); the inverse of ``_split_heads``."""
+def merge_heads(x):
+    """(N, num_heads, S, Dh) -> (N, S, D); the inverse of ``split_heads``."""
     N, num_heads, S, Dh = x.shape
     return x.transpose(0, 2, 1, 3).reshape(N, S, num_heads * Dh)
 
 
-def _check_inputs(query, key, value, attn_mask, embed_dim):
+def check_attention_inputs(query, key, value, attn_mask, embed_dim):
     """Raise a TypeError/ValueError naming the argument whose dtype or shape does not fit."""
     for arg, array in (("query", query), ("key", key), ("value", value)):
         check_float_array(array, arg, "MultiHeadAttention")
@@ -57,8 +57,11 @@ def _check_inputs(query, key, value, attn_mask, embed_dim):
         )
 
 
-def _blocked(attn_mask):
-    """Boolean array, True where attention is blocked, broadcastable to (N, num_heads, S, T)."""
+def blocked_positions(attn_mask):
+    """Boolean array, True where attention is blocked, broadcastable to (N, num_heads, S, T).
+
+    attn_mask: (S, T) or (N, S, T), boolean or 0/1, where 0/False blocks attention.
+    """
     mask = xp.asarray(attn_mask)
     if mask.dtype != bool:
         if not bool(((mask == 0) | (mask == 1)).all()):
@@ -71,76 +74,17 @@ def _blocked(attn_mask):
     return blocked[:, None] if blocked.ndim == 3 else blocked
 
 
-def _keys_first_products(a, b):
-    """a @ b^T for every batch element and head, stored keys first.
+def input_gradients(dquery, dkey, dvalue, inputs_given):
+    """What backward returns: dx for self-attention, else the gradient of each input given.
 
-    a: (N, num_heads, S, Dh), b: (N, num_heads, T, Dh) -> (T, N, num_heads, S).
-    Softmax over the keys then reduces over axis 0, which NumPy does several
-    times faster than over a short last axis; ``_queries_first`` gives the
-    usual (N, num_heads, S, T) view of the result. a^T is copied into row-major
-    (Dh, S) matrices first: NumPy's batched matmul runs about twice as fast on
-    them as on a transposed view, which more than pays for the copy.
+    Self-attention used x as query, key and value, so its gradient is the sum of
+    the three; with only ``key`` given, key was also the value.
     """
-    N, num_heads, S, _ = a.shape
-    out = xp.empty((b.shape[2], N, num_heads, S), dtype=xp.result_type(a, b))
-    a_transposed = xp.ascontiguousarray(a.transpose(0, 1, 3, 2))  # (N, num_heads, Dh, S)
-    xp.matmul(b, a_transposed, out=out.transpose(1, 2, 0, 3))
-    return out
-
-
-def _queries_first(x):
-    """(T, N, num_heads, S) keys-first array -> its (N, num_heads, S, T) view."""
-    return x.transpose(1, 2, 3, 0)
-
-
-def _masked_softmax(scores, blocked):
-    """Softmax over the keys (axis 0 of keys-first scores), in place; blocked entries get 0.
-
-    A row with every entry blocked has no finite score; it gets all-zero weights
-    instead of the NaN that 0/0 would give.
-    """
-    # BEGIN SOLUTION task5
-    # HINT: softmax over axis 0 (the keys) of keys-first scores, in place: subtract each
-    # HINT: row's max, exp, divide by the sum; blocked entries get weight 0, and a row with
-    # HINT: every key blocked all zeros (not NaN)
-    if blocked is not None:
-        scores = xp.where(blocked, -math.inf, scores)
-    row_max = scores.max(axis=0)
-    scores -= xp.where(xp.isfinite(row_max), row_max, 0.0)
-    exp_scores = xp.exp(scores, out=scores)
-    row_sum = exp_scores.sum(axis=0)
-    exp_scores /= xp.where(row_sum > 0, row_sum, 1.0)
-    return exp_scores
-    # END SOLUTION
-
-
-def _softmax_backward(attn, dattn):
-    """Gradient of the (keys-first) scores from that of ``attn = softmax(scores)``, over ``dattn``.
-
-    dscores = attn * (dattn - sum(dattn * attn)), one reduction per query; blocked
-    entries have attn = 0, so they get no gradient.
-    """
-    # BEGIN SOLUTION task5
-    # HINT: dscores = attn * (dattn - sum over the keys of dattn * attn), written over dattn
-    dattn -= (dattn * attn).sum(axis=0)
-    dattn *= attn
-    return dattn
-    # END SOLUTION
-
-
-def _qkv_gradients(dscores, dcontext, q, k, attn_dropped, out=(None, None, None)):
-    """dq, dk, dv (each (N, num_heads, ., Dh)) through scores = q k^T and context = attn v.
-
-    ``out`` optionally names three arrays to write them into.
-    """
-    # BEGIN SOLUTION task5
-    # HINT: scores = q k^T and context = attn_dropped v, so dq = dscores k, dk = dscores^T q
-    # HINT: and dv = attn_dropped^T dcontext (per batch element and head; pass out=out[i])
-    dq = xp.matmul(dscores, k, out=out[0])
-    dk = xp.matmul(dscores.transpose(0, 1, 3, 2), q, out=out[1])
-    dv = xp.matmul(attn_dropped.transpose(0, 1, 3, 2), dcontext, out=out[2])
-    return dq, dk, dv
-    # END SOLUTION
+    if inputs_given == 0:
+        return dquery + dkey + dvalue
+    if inputs_given == 1:
+        return dquery, dkey + dvalue
+    return dquery, dkey, dvalue
 
 
 class MultiHeadAttention(Layer):
@@ -169,8 +113,10 @@ class MultiHeadAttention(Layer):
         self.attn_drop = Dropout(dropout)
         self.attn_weights = None
         self.cache = None
-        self.qkv_cache = None
+        self.output_shape = None
+        self.inputs_given = 0
 
+    @replaceable
     def forward(self, query, key=None, value=None, attn_mask=None):
         """Attend from ``query`` to ``key``/``value``.
 
@@ -181,106 +127,73 @@ class MultiHeadAttention(Layer):
         """
         if key is None and value is not None:
             raise ValueError("value was given without key; pass key as well (or neither)")
-        inputs_given = (key is not None) + (value is not None)
+        self.inputs_given = (key is not None) + (value is not None)
         key = query if key is None else key
         value = key if value is None else value
-        _check_inputs(query, key, value, attn_mask, self.embed_dim)
-        blocked = None if attn_mask is None else _blocked(attn_mask)
-
-        if inputs_given == 0:
-            q, k, v = self._fused_qkv(query)  # each (N, num_heads, T, Dh), q already scaled
-        else:
-            q = _split_heads(self.q_proj(query), self.num_heads)  # (N, num_heads, S, Dh)
-            q *= self.scale
-            k = _split_heads(self.k_proj(key), self.num_heads)    # (N, num_heads, T, Dh)
-            v = _split_heads(self.v_proj(value), self.num_heads)  # (N, num_heads, T, Dh)
+        check_attention_inputs(query, key, value, attn_mask, self.embed_dim)
+        # True where a query may not attend to a key; broadcasts against (N, num_heads, S, T).
+        blocked = None if attn_mask is None else blocked_positions(attn_mask)
+        self.output_shape = keep(query.shape)
+        out, attn, cache = None, None, None
         # BEGIN SOLUTION task5
-        # HINT: scores = q k^T (q is already scaled), keys first (_keys_first_products);
-        # HINT: attn = _masked_softmax(scores, blocked moved keys first); attn_dropped =
-        # HINT: self.attn_drop(attn); context (N, S, num_heads, Dh) = attn_dropped v
-        scores = _keys_first_products(q, k)  # q k^T / sqrt(Dh), (T, N, num_heads, S)
+        # HINT: 1. q, k, v: project query, key and value (q_proj, k_proj, v_proj) and split the
+        # HINT:    heads (split_heads): (N, num_heads, S, Dh) and (N, num_heads, T, Dh).
+        # HINT: 2. scores (N, num_heads, S, T): every query against every key, times self.scale;
+        # HINT:    where blocked is True a score must get no weight (-inf before the softmax).
+        # HINT: 3. attn: softmax over the keys (the last axis), computed so that exp() cannot
+        # HINT:    overflow; a query whose keys are all blocked gets all-zero weights, not NaN.
+        # HINT: 4. self.attn_drop on attn; the weighted sum of the values per head; merge the
+        # HINT:    heads (merge_heads) and apply out_proj: out (N, S, D).
+        # HINT: Bind attn (before dropout, for attention maps) and set cache to a tuple of
+        # HINT: what your backward needs.
+        q = split_heads(self.q_proj(query), self.num_heads)
+        k = split_heads(self.k_proj(key), self.num_heads)
+        v = split_heads(self.v_proj(value), self.num_heads)
+        scores = q @ k.transpose(0, 1, 3, 2) * self.scale
         if blocked is not None:
-            blocked = xp.broadcast_to(blocked, _queries_first(scores).shape).transpose(3, 0, 1, 2)
-        attn = _masked_softmax(scores, blocked)
+            scores = xp.where(blocked, -xp.inf, scores)
+        row_max = scores.max(axis=-1, keepdims=True)
+        row_max = xp.where(xp.isfinite(row_max), row_max, 0.0)  # a row with every key blocked
+        exp_scores = xp.exp(scores - row_max)
+        row_sum = exp_scores.sum(axis=-1, keepdims=True)
+        attn = exp_scores / xp.where(row_sum > 0, row_sum, 1.0)
         attn_dropped = self.attn_drop(attn)
-        # The heads' outputs go straight into their (N, S, num_heads, Dh) slots: no merge copy.
-        N, S, _ = query.shape
-        context = xp.empty((N, S, self.num_heads, self.head_dim),
-                           dtype=xp.result_type(attn_dropped, v))
-        xp.matmul(_queries_first(attn_dropped), v, out=context.transpose(0, 2, 1, 3))
+        context = attn_dropped @ v
+        out = self.out_proj(merge_heads(context))
+        cache = (q, k, v, attn, attn_dropped)
         # END SOLUTION
+        self.attn_weights = keep(attn)
+        self.cache = keep(cache)
+        return out
 
-        self.attn_weights = keep(_queries_first(attn))
-        self.cache = keep((q, k, v, attn, attn_dropped, inputs_given))
-        return self.out_proj(context.reshape(N, S, self.embed_dim))
-
+    @replaceable
     def backward(self, dout):
         """dout: (N, S, D) -> input gradients; fills every projection's grads.
 
         Returns dx (N, S, D) for self-attention, (dquery, dkey) when only key was
         given (dkey includes value's share), and (dquery, dkey, dvalue) otherwise.
         """
-        context = self.out_proj.x  # (N, S, D), the shape of the output
-        check_dout(dout, None if context is None else context.shape, "MultiHeadAttention")
-        q, k, v, attn, attn_dropped, inputs_given = self.cache
+        check_dout(dout, self.output_shape, "MultiHeadAttention")
+        dquery, dkey, dvalue = None, None, None
         # BEGIN SOLUTION task5
-        # HINT: reverse the forward: out_proj and the heads give dcontext; then attn_dropped
-        # HINT: v, the dropout and the softmax (_softmax_backward) give dscores (queries
-        # HINT: first for _qkv_gradients)
-        dcontext = _split_heads(self.out_proj.backward(dout), self.num_heads)
-        dattn = self.attn_drop.backward(_keys_first_products(dcontext, v))
-        dscores = _softmax_backward(attn, dattn)
-        dscores, attn_dropped = _queries_first(dscores), _queries_first(attn_dropped)
+        # HINT: go back through forward's steps in reverse order, with each array's gradient
+        # HINT: shaped like the array: out_proj.backward and split_heads give dcontext
+        # HINT: (N, num_heads, S, Dh); from context's product, the gradients of the dropped
+        # HINT: weights (N, num_heads, S, T) and of v; attn_drop.backward; then the softmax's
+        # HINT: backward, which for each query row needs attn, dattn and a sum over the keys;
+        # HINT: the scale; from the scores' product dq and dk; and the three projections'
+        # HINT: backward (after merge_heads) give dquery, dkey and dvalue, each (N, ., D)
+        q, k, v, attn, attn_dropped = self.cache
+        dcontext = split_heads(self.out_proj.backward(dout), self.num_heads)
+        dattn_dropped = dcontext @ v.transpose(0, 1, 3, 2)
+        dv = attn_dropped.transpose(0, 1, 3, 2) @ dcontext
+        dattn = self.attn_drop.backward(dattn_dropped)
+        dscores = attn * (dattn - (dattn * attn).sum(axis=-1, keepdims=True))
+        dscores = dscores * self.scale
+        dq = dscores @ k
+        dk = dscores.transpose(0, 1, 3, 2) @ q
+        dquery = self.q_proj.backward(merge_heads(dq))
+        dkey = self.k_proj.backward(merge_heads(dk))
+        dvalue = self.v_proj.backward(merge_heads(dv))
         # END SOLUTION
-        if inputs_given == 0:
-            # dq, dk, dv go into one buffer laid out as the fused projection's output.
-            dqkv = xp.empty((q.shape[0], q.shape[2], 3, self.num_heads, self.head_dim),
-                            dtype=q.dtype)
-            _qkv_gradients(dscores, dcontext, q, k, attn_dropped, out=dqkv.transpose(2, 0, 3, 1, 4))
-            return self._fused_qkv_backward(dqkv)
-
-        dq, dk, dv = _qkv_gradients(dscores, dcontext, q, k, attn_dropped)
-        dq *= self.scale  # q = q_proj(query) * scale
-        dquery = self.q_proj.backward(_merge_heads(dq))
-        dkey = self.k_proj.backward(_merge_heads(dk))
-        dvalue = self.v_proj.backward(_merge_heads(dv))
-        if inputs_given == 1:
-            return dquery, dkey + dvalue
-        return dquery, dkey, dvalue
-
-    def _fused_qkv(self, x):
-        """Self-attention's q, k, v from x (N, T, D) in one GEMM, as torch's ``in_proj``.
-
-        The same as ``_split_heads(self.q_proj(x), num_heads) * scale`` and so on, but
-        one (N*T, D) x (D, 3D) product is faster than three (N*T, D) x (D, D) ones, and
-        scaling q_proj's weight and bias scales q for free.
-        Returns three (N, num_heads, T, Dh) views of the (N, T, 3, num_heads, Dh) result.
-        """
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        weight = xp.concatenate([p.params["weight"] for p in projections])  # (3D, D)
-        bias = xp.concatenate([p.params["bias"] for p in projections])      # (3D,)
-        N, T, D = x.shape
-        weight[:D] *= self.scale  # q's rows: the product then gives q already scaled
-        bias[:D] *= self.scale
-        qkv = x.reshape(N * T, D) @ weight.T
-        qkv += bias
-        self.qkv_cache = keep((x, weight))
-        return qkv.reshape(N, T, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-
-    def _fused_qkv_backward(self, dqkv):
-        """dqkv: (N, T, 3, num_heads, Dh) -> dx: (N, T, D); fills q/k/v_proj's grads.
-
-        dqkv holds the gradients of the scaled q and of k, v; q_proj's share is scaled back.
-        """
-        x, weight = self.qkv_cache
-        N, T, D = x.shape
-        dqkv = dqkv.reshape(N * T, 3 * D)
-        dweight = dqkv.T @ x.reshape(N * T, D)
-        dbias = sum_leading(dqkv)
-        dweight[:D] *= self.scale
-        dbias[:D] *= self.scale
-        for i, projection in enumerate((self.q_proj, self.k_proj, self.v_proj)):
-            rows = slice(i * D, (i + 1) * D)
-            projection.grads["weight"] = dweight[rows]
-            projection.grads["bias"] = dbias[rows]
-        return (dqkv @ weight).reshape(N, T, D)
+        return input_gradients(dquery, dkey, dvalue, self.inputs_given)

@@ -45,36 +45,6 @@ def _is_array(value):
     return hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__array__")
 
 
-def shared_buffer(arrays):
-    """The 1-D array that ``arrays`` tile end to end, in order, if they do; else None.
-
-    ``flatten_parameters`` lays parameters out this way; an optimizer uses this
-    to recognise that layout and update one buffer instead of many arrays.
-    """
-    base = _root(arrays[0]) if arrays else None
-    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
-        return None
-    expected = _address(base)
-    for a in arrays:
-        if _root(a) is not base or not a.flags.c_contiguous or _address(a) != expected:
-            return None
-        expected += a.nbytes
-    return base if expected == _address(base) + base.nbytes else None
-
-
-def _root(a):
-    """The array owning ``a``'s memory (None if ``a`` owns it)."""
-    base = a.base
-    while base is not None and getattr(base, "base", None) is not None:
-        base = base.base
-    return base
-
-
-def _address(a):
-    """Address of an array's first element, for NumPy and CuPy arrays alike."""
-    return a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0]
-
-
 class GradientDict(dict):
     """``grads`` dictionary that writes into the existing gradient buffers.
 
@@ -129,35 +99,6 @@ class Layer:
             yield prefix + key, self, key
         for attr, child in self.children():
             yield from child._parameter_slots(prefix + attr + ".")
-
-    def flatten_parameters(self):
-        """Move every parameter into one contiguous 1-D buffer, and every gradient into another.
-
-        ``params`` and ``grads`` keep their keys and shapes; their arrays become
-        views of the two buffers, so an optimizer can update all parameters with
-        a handful of vectorised operations instead of a few per parameter (see
-        ``cs_vit.optim``). Values and gradients are kept. Call it before creating
-        the optimizer. Returns the buffers ``(flat_params, flat_grads)``.
-        """
-        slots = list(self._parameter_slots())
-        if not slots:
-            raise ValueError(f"{type(self).__name__} has no parameters to flatten")
-        dtypes = {str(layer.params[key].dtype) for _, layer, key in slots}
-        if len(dtypes) > 1:
-            raise TypeError(f"flatten_parameters needs one dtype for all parameters, got {sorted(dtypes)}")
-        first = slots[0][1].params[slots[0][2]]
-        total = sum(layer.params[key].size for _, layer, key in slots)
-        flat_params, flat_grads = xp.empty(total, first.dtype), xp.empty(total, first.dtype)
-        offset = 0
-        for _, layer, key in slots:
-            value, grad = layer.params[key], layer.grads[key]
-            span = slice(offset, offset + value.size)
-            offset += value.size
-            flat_params[span] = value.ravel()
-            flat_grads[span] = grad.ravel()
-            layer.params[key] = flat_params[span].reshape(value.shape)
-            dict.__setitem__(layer.grads, key, flat_grads[span].reshape(value.shape))
-        return flat_params, flat_grads
 
     def zero_grad(self):
         for _, _, grad in self.parameters():

@@ -5,50 +5,7 @@ from cs_vit.backend import xp
 from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.init import ones, zeros
-from cs_vit.layers.reductions import mean_last, sum_leading
-from cs_vit.layers.row_blocks import row_blocks
-
-
-def _normalize(x, eps, xhat, inv_std):
-    """Rows of x (R, D) -> xhat = (x - mean) * inv_std and inv_std = 1 / sqrt(var + eps) (R, 1).
-
-    Writes into ``xhat`` and ``inv_std``; mean and (biased) variance are over the last axis.
-    """
-    # BEGIN SOLUTION task3
-    # HINT: mean_last(a) is a.mean(axis=-1, keepdims=True); write the centred rows into xhat,
-    # HINT: then inv_std[...] = 1 / sqrt(variance + eps), then scale xhat by inv_std in place
-    xp.subtract(x, mean_last(x), out=xhat)
-    inv_std[...] = mean_last(xhat * xhat)  # the variance, for now
-    inv_std += eps
-    xp.sqrt(inv_std, out=inv_std)
-    xp.reciprocal(inv_std, out=inv_std)
-    xhat *= inv_std
-    # END SOLUTION
-
-
-def _normalize_backward(dout, xhat, inv_std, weight, dx):
-    """dx (R, D) of rows whose output was ``xhat * weight + bias``, from dout (R, D).
-
-    Writes dx; returns this block's shares of the weight and bias gradients, each (D,).
-    """
-    # BEGIN SOLUTION task3
-    # HINT: dweight = sum over rows of dout * xhat, dbias = sum of dout (sum_leading); with
-    # HINT: dxhat = dout * weight the chain rule through mean and variance collapses to
-    # HINT: dx = inv_std * (dxhat - mean_last(dxhat) - xhat * mean_last(dxhat * xhat))
-    dout_xhat = dout * xhat
-    dweight, dbias = sum_leading(dout_xhat), sum_leading(dout)
-    # xhat = (x - mean) * inv_std. With dvar = -inv_std^3 / 2 * sum(dxhat * (x - mean)) and
-    # dmean = -inv_std * sum(dxhat), the chain rule dx = dxhat * inv_std + dvar * 2 (x - mean) / D
-    # + dmean / D collapses to inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
-    # Both means are matrix-vector products with weight / D: mean(dxhat) = dout @ weight / D.
-    weight_mean = weight / weight.shape[0]
-    mean_dxhat_xhat = (dout_xhat @ weight_mean)[:, None]
-    xp.multiply(dout, weight, out=dx)  # dxhat
-    dx -= (dout @ weight_mean)[:, None]
-    dx -= xp.multiply(xhat, mean_dxhat_xhat, out=dout_xhat)
-    dx *= inv_std
-    # END SOLUTION
-    return dweight, dbias
+from cs_vit.tiers import replaceable
 
 
 class LayerNorm(Layer):
@@ -57,8 +14,6 @@ class LayerNorm(Layer):
     ``out = (x - mean) / sqrt(var + eps) * weight + bias``, with mean and (biased)
     variance taken over the last axis of an input of any rank (..., D).
     Params: ``weight`` (D,) initialised to ones, ``bias`` (D,) to zeros.
-    The rows go through ``_normalize`` and ``_normalize_backward`` a cache-sized
-    block at a time (``row_blocks``); the result is the same as in one go.
     """
 
     def __init__(self, dim, eps=1e-5):
@@ -66,36 +21,53 @@ class LayerNorm(Layer):
         self.dim, self.eps = dim, eps
         self.add_param("weight", ones((dim,)))
         self.add_param("bias", zeros((dim,)))
-        self.xhat = None
-        self.inv_std = None
+        self.input_shape = None
+        self.cache = None
 
+    @replaceable
     def forward(self, x):
-        """x: (..., D) -> out: (..., D)."""
+        """x: (..., D) -> out: (..., D); keeps in ``self.cache`` what backward needs."""
         check_float_array(x, "x", "LayerNorm")
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(
                 f"LayerNorm expected inputs with last dimension {self.dim}, got shape {x.shape}"
             )
-        x2d = x.reshape(-1, self.dim)
-        xhat, out = xp.empty_like(x2d), xp.empty_like(x2d)
-        inv_std = xp.empty((x2d.shape[0], 1), dtype=x2d.dtype)
-        for rows in row_blocks(x2d):
-            _normalize(x2d[rows], self.eps, xhat[rows], inv_std[rows])
-            xp.multiply(xhat[rows], self.params["weight"], out=out[rows])
-            out[rows] += self.params["bias"]
-        self.xhat, self.inv_std = keep(xhat.reshape(x.shape)), keep(inv_std)
-        return out.reshape(x.shape)
+        self.input_shape = keep(x.shape)
+        out, cache = None, None
+        # BEGIN SOLUTION task3
+        # HINT: over the last axis of x (keepdims=True): the mean, the biased variance (divide
+        # HINT: by D), the normalised xhat (..., D); then out = xhat scaled by weight, shifted by
+        # HINT: bias. Set cache to a tuple of the intermediates your backward will need
+        mean = x.mean(axis=-1, keepdims=True)
+        xmu = x - mean
+        var = (xmu**2).mean(axis=-1, keepdims=True)
+        std = xp.sqrt(var + self.eps)
+        xhat = xmu / std
+        out = xhat * self.params["weight"] + self.params["bias"]
+        cache = (xhat, xmu, std)
+        # END SOLUTION
+        self.cache = keep(cache)
+        return out
 
+    @replaceable
     def backward(self, dout):
         """dout: (..., D) -> dx: (..., D); fills grads of weight and bias, each (D,)."""
-        check_dout(dout, None if self.xhat is None else self.xhat.shape, "LayerNorm")
-        dout2d, xhat = dout.reshape(-1, self.dim), self.xhat.reshape(-1, self.dim)
-        dx = xp.empty_like(dout2d)
-        dweight, dbias = self.grads["weight"], self.grads["bias"]  # summed over the blocks
-        dweight[...], dbias[...] = 0.0, 0.0
-        for rows in row_blocks(dout2d):
-            block_dweight, block_dbias = _normalize_backward(
-                dout2d[rows], xhat[rows], self.inv_std[rows], self.params["weight"], dx[rows])
-            dweight += block_dweight
-            dbias += block_dbias
-        return dx.reshape(dout.shape)
+        check_dout(dout, self.input_shape, "LayerNorm")
+        dx = None
+        leading_axes = tuple(range(dout.ndim - 1))  # every axis but the feature axis
+        # BEGIN SOLUTION task3
+        # HINT: grads["weight"] and grads["bias"] (D,) sum over leading_axes. Then the chain
+        # HINT: rule back through forward, one intermediate per line, each reduced over the
+        # HINT: last axis where forward reduced: dxhat (..., D), dvar (..., 1), dmean (..., 1),
+        # HINT: and dx (..., D), which collects the paths through xhat, var and mean
+        xhat, xmu, std = self.cache
+        D = self.dim
+        self.grads["weight"] = (dout * xhat).sum(axis=leading_axes)
+        self.grads["bias"] = dout.sum(axis=leading_axes)
+        dxhat = dout * self.params["weight"]
+        dvar = (dxhat * xmu).sum(axis=-1, keepdims=True) * -0.5 / std**3
+        dmean = -(dxhat / std).sum(axis=-1, keepdims=True) - dvar * 2.0 * xmu.mean(
+            axis=-1, keepdims=True)
+        dx = dxhat / std + dvar * 2.0 * xmu / D + dmean / D
+        # END SOLUTION
+        return dx

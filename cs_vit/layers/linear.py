@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import math
 
-from cs_vit.backend import xp
 from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.base import Layer, keep
 from cs_vit.layers.init import uniform
-from cs_vit.layers.reductions import sum_leading
+from cs_vit.tiers import replaceable
 
 
 class Linear(Layer):
@@ -26,6 +25,7 @@ class Linear(Layer):
             self.add_param("bias", uniform((out_features,), bound))
         self.x = None
 
+    @replaceable
     def forward(self, x):
         """x: (..., in_features) -> out: (..., out_features)."""
         check_float_array(x, "x", "Linear")
@@ -38,9 +38,10 @@ class Linear(Layer):
         # One 2-D matrix product over all leading dims is much faster than a batched one.
         out = x.reshape(-1, self.in_features) @ self.params["weight"].T
         if "bias" in self.params:
-            out += self.params["bias"]
+            out = out + self.params["bias"]
         return out.reshape(*x.shape[:-1], self.out_features)
 
+    @replaceable
     def backward(self, dout, input_grad=True):
         """dout: (..., out_features) -> dx: (..., in_features); fills grads.
 
@@ -51,10 +52,9 @@ class Linear(Layer):
         check_dout(dout, expected, "Linear")
         x2d = self.x.reshape(-1, self.in_features)
         dout2d = dout.reshape(-1, self.out_features)
-        # Written straight into the gradient buffers (no temporary to copy over).
-        xp.matmul(dout2d.T, x2d, out=self.grads["weight"])
+        self.grads["weight"] = dout2d.T @ x2d
         if "bias" in self.params:
-            sum_leading(dout2d, out=self.grads["bias"])
+            self.grads["bias"] = dout2d.sum(axis=0)
         if not input_grad:
             return None
         dx = dout2d @ self.params["weight"]

@@ -22,8 +22,9 @@ from cs_vit.layers import (
     LayerNorm, LearnedPositionalEmbedding, Linear, PatchEmbedding,
     SinusoidalPositionalEncoding, SinusoidalPositionalEncoding2D, TransformerEncoderBlock,
 )
-from cs_vit.layers.base import Layer, keeping
+from cs_vit.layers.base import Layer
 from cs_vit.layers.init import zeros
+from cs_vit.tiers import replaceable
 
 POOLS = ("cls", "mean")
 POS_ENCODINGS = ("learned", "sincos1d", "sincos2d")
@@ -59,29 +60,62 @@ class ViTConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+# torchvision's VisionTransformer names two of the fields differently.
+TORCHVISION_NAMES = {"num_layers": "depth", "hidden_dim": "embed_dim"}
+
+
+def config_from_arguments(arguments, torchvision_names):
+    """A ViTConfig from ``VisionTransformer``'s arguments, torchvision's names mapped to ours."""
+    fields = {f.name: arguments[f.name] for f in dataclasses.fields(ViTConfig)}
+    for name, value in torchvision_names.items():
+        if name not in TORCHVISION_NAMES:
+            raise TypeError(f"VisionTransformer got an unexpected argument {name!r}; its "
+                            f"arguments are {sorted(fields)} (or torchvision's "
+                            f"{sorted(TORCHVISION_NAMES)})")
+        ours = TORCHVISION_NAMES[name]
+        if fields[ours] != getattr(DEFAULT_CONFIG, ours) and fields[ours] != value:
+            raise ValueError(f"{name}={value} and {ours}={fields[ours]} name the same setting; "
+                             f"give one of them")
+        fields[ours] = value
+    return ViTConfig(**fields)
+
+
+DEFAULT_CONFIG = ViTConfig()
+
+
 class VisionTransformer(Layer):
-    """ViT classifier. Parameter names follow timm: patch_embed, cls_token, blocks, norm, head."""
+    """ViT classifier. Parameter names follow timm: patch_embed, cls_token, blocks, norm, head.
+
+    The arguments are the fields of :class:`ViTConfig`; torchvision's names
+    ``num_layers`` (for ``depth``) and ``hidden_dim`` (for ``embed_dim``) work too.
+    ``VisionTransformer.from_config(config)`` builds one from a ViTConfig.
+    """
 
     def __init__(self, image_size=32, patch_size=8, in_channels=3, num_classes=10,
                  embed_dim=128, depth=6, num_heads=4, mlp_dim=256, dropout=0.0,
-                 attention_dropout=0.0, pool="cls", pos_encoding="learned"):
+                 attention_dropout=0.0, pool="cls", pos_encoding="learned", **torchvision_names):
         super().__init__()
-        config = ViTConfig(image_size, patch_size, in_channels, num_classes, embed_dim, depth,
-                           num_heads, mlp_dim, dropout, attention_dropout, pool, pos_encoding)
+        config = config_from_arguments(locals(), torchvision_names)
         self.config = config
-        self.patch_embed = PatchEmbedding(image_size, patch_size, in_channels, embed_dim)
-        self.num_prefix_tokens = 1 if pool == "cls" else 0
-        if pool == "cls":
-            self.add_param("cls_token", zeros((1, 1, embed_dim)))
+        self.patch_embed = PatchEmbedding(config.image_size, config.patch_size,
+                                          config.in_channels, config.embed_dim)
+        self.num_prefix_tokens = 1 if config.pool == "cls" else 0
+        if self.num_prefix_tokens:
+            self.add_param("cls_token", zeros((1, 1, config.embed_dim)))
         self.pos_encoding = self._make_position_encoding(config)
         self.blocks = [
-            TransformerEncoderBlock(embed_dim, num_heads, mlp_dim, dropout, attention_dropout,
-                                    norm_eps=NORM_EPS)
-            for _ in range(depth)
+            TransformerEncoderBlock(config.embed_dim, config.num_heads, config.mlp_dim,
+                                    config.dropout, config.attention_dropout, norm_eps=NORM_EPS)
+            for _ in range(config.depth)
         ]
-        self.norm = LayerNorm(embed_dim, eps=NORM_EPS)
-        self.head = Linear(embed_dim, num_classes)
+        self.norm = LayerNorm(config.embed_dim, eps=NORM_EPS)
+        self.head = Linear(config.embed_dim, config.num_classes)
         self.num_tokens = None
+
+    @classmethod
+    def from_config(cls, config):
+        """The model a :class:`ViTConfig` describes, freshly initialised."""
+        return cls(**dataclasses.asdict(config))
 
     def _make_position_encoding(self, config):
         num_positions = self.num_prefix_tokens + self.patch_embed.num_patches
@@ -92,32 +126,33 @@ class VisionTransformer(Layer):
         return SinusoidalPositionalEncoding2D(config.embed_dim, self.patch_embed.grid_size,
                                               config.dropout, self.num_prefix_tokens)
 
+    @replaceable
     def forward(self, images):
         """images: (N, C, H, W) floats -> logits (N, num_classes)."""
         check_float_array(images, "images", "VisionTransformer", "normalise uint8 pixels "
                           "first, with cs_vit.data.normalize(images, mean, std)")
+        logits = None
         # BEGIN SOLUTION task7
-        # HINT: patch_embed; prepend cls_token (broadcast to the batch) if pooling by CLS;
-        # HINT: pos_encoding; blocks; norm; pool (CLS row or token mean); head. Keep
-        # HINT: self.num_tokens for backward
-        x = self.patch_embed.forward(images)
+        # HINT: patch_embed: tokens (N, T, D); with pool "cls" (self.num_prefix_tokens == 1)
+        # HINT: put cls_token (1, 1, D), repeated for each image, in front: (N, 1 + T, D);
+        # HINT: then pos_encoding, every block in order, norm; pool: the CLS token's row, or
+        # HINT: the mean over the tokens, (N, D); head: logits (N, num_classes). Keep
+        # HINT: self.num_tokens (the token count after the CLS token) for backward
+        x = self.patch_embed(images)
         if self.num_prefix_tokens:
             cls = xp.broadcast_to(self.params["cls_token"], (x.shape[0], 1, x.shape[2]))
             x = xp.concatenate([cls, x], axis=1)
-        x = self.pos_encoding.forward(x)
+        x = self.pos_encoding(x)
         self.num_tokens = x.shape[1]
-        for block in self.blocks[:-1]:
-            x = block.forward(x)
-        # Only the CLS token of the last block reaches the head: compute just that row there.
-        x = self.blocks[-1].forward(x, first_tokens=1 if self._cls_only_last_block() else None)
-        if self.num_prefix_tokens:
-            # LayerNorm acts on each token alone: normalising only the CLS token gives the same logits.
-            pooled = self.norm.forward(x[:, 0])
-        else:
-            pooled = self.norm.forward(x).mean(axis=1)
-        return self.head.forward(pooled)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        pooled = x[:, 0] if self.num_prefix_tokens else x.mean(axis=1)
+        logits = self.head(pooled)
         # END SOLUTION
+        return logits
 
+    @replaceable
     def backward(self, dlogits, input_grad=True):
         """dlogits: (N, num_classes) -> dimages (N, C, H, W); fills every parameter's grad.
 
@@ -127,44 +162,36 @@ class VisionTransformer(Layer):
         pooled = self.head.x  # (N, D)
         expected = None if pooled is None else (pooled.shape[0], self.config.num_classes)
         check_dout(dlogits, expected, "VisionTransformer")
+        dimages = None
         # BEGIN SOLUTION task7
-        # HINT: the forward in reverse: head, norm and pooling, blocks (last first),
-        # HINT: pos_encoding, the cls_token's grad, patch_embed
+        # HINT: forward in reverse: head; the pooling (only the CLS row, or every token
+        # HINT: equally, got a share of dpooled): dnormed (N, self.num_tokens, D); norm;
+        # HINT: the blocks, last first; pos_encoding; grads["cls_token"] (1, 1, D) collects
+        # HINT: its gradient from every image; patch_embed.backward(dtokens, input_grad)
         dpooled = self.head.backward(dlogits)
         N, D = dpooled.shape
         if self.num_prefix_tokens:
-            dcls = self.norm.backward(dpooled)
-            if self.blocks[-1].first_tokens:  # the last block output the CLS row only
-                dx = dcls[:, None, :]
-            else:
-                dx = xp.zeros((N, self.num_tokens, D), dtype=dpooled.dtype)
-                dx[:, 0] = dcls
+            dnormed = xp.zeros((N, self.num_tokens, D), dtype=dpooled.dtype)
+            dnormed[:, 0] = dpooled
         else:
             dnormed = xp.broadcast_to(dpooled[:, None, :] / self.num_tokens, (N, self.num_tokens, D))
-            dx = self.norm.backward(dnormed)
+        dx = self.norm.backward(dnormed)
         for block in reversed(self.blocks):
             dx = block.backward(dx)
         dx = self.pos_encoding.backward(dx)
         if self.num_prefix_tokens:
             self.grads["cls_token"] = dx[:, :1].sum(axis=0, keepdims=True)
             dx = dx[:, 1:]
-        return self.patch_embed.backward(dx, input_grad)
+        dimages = self.patch_embed.backward(dx, input_grad)
         # END SOLUTION
-
-    def _cls_only_last_block(self):
-        """Whether the last block computes the CLS token alone (``first_tokens=1``).
-
-        With CLS pooling the head reads nothing else, so the logits and every gradient
-        are the same either way. The full block runs only in eval mode outside
-        ``no_grad()``, where ``attention_weights()`` is read for visualisation.
-        """
-        return self.num_prefix_tokens == 1 and (self.training or not keeping())
+        return dimages
 
     def attention_weights(self):
         """The last forward pass's attention, one (N, num_heads, T, T) array per block.
 
-        In training mode the last block attends from the CLS token only, so its
-        array is (N, num_heads, 1, T); call ``model.eval()`` first for full maps.
+        With the fast tier on, the last block of a training pass (or of a pass inside
+        ``no_grad()``) attends from the CLS token only, so its array is
+        (N, num_heads, 1, T); run ``model.eval()`` outside ``no_grad()`` for full maps.
         """
         return [block.attn.attn_weights for block in self.blocks]
 

@@ -4,13 +4,11 @@
     >>> loss, dout = softmax_cross_entropy(model.forward(x), y)
     >>> model.backward(dout); optimizer.step(); optimizer.zero_grad()
 
-Each update is a few vectorised in-place operations per parameter, with Python
-float hyperparameters so float32 parameters stay float32. The maths follows
+Each update is the textbook formula, parameter by parameter, with Python float
+hyperparameters so float32 parameters stay float32. The maths follows
 ``torch.optim`` step for step, so a torch run and a cs_vit run agree.
-
-After ``model.flatten_parameters()`` the parameters are views of one buffer, and
-the optimizer runs those operations once over the whole buffer instead of once
-per parameter (the fused update): the same numbers, bit for bit, much faster.
+``make_optimizer(name, model, ...)`` builds one by name (the fast tier, where
+installed, then updates all parameters at once in one flat buffer).
 """
 from __future__ import annotations
 
@@ -18,8 +16,8 @@ import math
 
 from cs_vit import backend
 from cs_vit.backend import xp
-from cs_vit.layers.base import shared_buffer
-from cs_vit.layers.row_blocks import row_blocks
+from cs_vit.checks import finite_non_negative
+from cs_vit.tiers import replaceable
 
 NO_DECAY_WORDS = ("norm", "pos_embed", "cls_token")
 
@@ -44,14 +42,6 @@ def excluded_from_decay(name, value):
 
 
 DEFAULT_NO_DECAY = excluded_from_decay
-
-
-def non_negative(arg, value):
-    """``value`` as a Python float, or a ValueError naming ``arg`` if it is negative."""
-    value = float(value)
-    if not value >= 0.0:
-        raise ValueError(f"{arg} must be a non-negative number, got {value}")
-    return value
 
 
 def _as_param_list(params):
@@ -79,7 +69,6 @@ class Optimizer:
     one parameter, ``_decay(value, grad, weight_decay)``, which applies the
     weight-decay rule and returns the gradient to step with, and the element-wise
     ``_update(value, g, state)``, ``state`` mapping each buffer to its array.
-    In the fused layout ``_update`` runs once, on the flat buffers.
     """
 
     buffers = ()
@@ -87,27 +76,13 @@ class Optimizer:
     def __init__(self, params, lr, weight_decay, no_decay):
         self.params = _as_param_list(params)
         self.lr = lr
-        self.weight_decay = non_negative("weight_decay", weight_decay)
+        self.weight_decay = finite_non_negative("weight_decay", weight_decay)
         if no_decay is not None and not callable(no_decay):
             raise TypeError(f"no_decay must be a callable (name, value) -> bool or None, got {no_decay!r}")
         self.decayed = [no_decay is None or not no_decay(name, value) for name, value, _ in self.params]
         self.step_count = 0
-        self.flat_params = shared_buffer([value for _, value, _ in self.params])
-        self.flat_grads = shared_buffer([grad for _, _, grad in self.params])
-        self.fused = self.flat_params is not None and self.flat_grads is not None
-        self.flat_state = {buffer: xp.zeros_like(self.flat_params)
-                           for buffer in (self.buffers if self.fused else ())}
-        self.state = {buffer: self._state_arrays(buffer) for buffer in self.buffers}
-
-    def _state_arrays(self, buffer):
-        """{name: zeroed array shaped like the parameter}; views of ``flat_state`` if fused."""
-        if not self.fused:
-            return {name: xp.zeros_like(value) for name, value, _ in self.params}
-        arrays, offset = {}, 0
-        for name, value, _ in self.params:
-            arrays[name] = self.flat_state[buffer][offset:offset + value.size].reshape(value.shape)
-            offset += value.size
-        return arrays
+        self.state = {buffer: {name: xp.zeros_like(value) for name, value, _ in self.params}
+                      for buffer in self.buffers}
 
     @property
     def lr(self):
@@ -115,33 +90,15 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        self._lr = non_negative("lr", value)
+        self._lr = finite_non_negative("lr", value)
 
+    @replaceable
     def step(self):
         """Update every parameter once from its current gradient."""
         self.step_count += 1
-        if self.fused:
-            g = self._decayed_flat_grad()
-            for block in row_blocks(g):  # cache-sized blocks, one on the GPU
-                self._update(self.flat_params[block], g[block],
-                             {name: array[block] for name, array in self.flat_state.items()})
-            return
         for (name, value, grad), decayed in zip(self.params, self.decayed):
             g = self._decay(value, grad, self.weight_decay if decayed else 0.0)
             self._update(value, g, {buffer: self.state[buffer][name] for buffer in self.buffers})
-
-    def _decayed_flat_grad(self):
-        """The flat gradient after each decayed parameter's ``_decay`` (copied if one changes it)."""
-        g, offset = self.flat_grads, 0
-        for (_, value, grad), decayed in zip(self.params, self.decayed):
-            span = slice(offset, offset + value.size)
-            offset += value.size
-            if decayed and self.weight_decay:
-                decayed_grad = self._decay(value, grad, self.weight_decay)
-                if decayed_grad is not grad:
-                    g = self.flat_grads.copy() if g is self.flat_grads else g
-                    g[span] = decayed_grad.ravel()
-        return g
 
     def zero_grad(self):
         for _, _, grad in self.params:
@@ -151,7 +108,7 @@ class Optimizer:
         """A flat dict of NumPy arrays and scalars, ready for ``numpy.savez``.
 
         Keys: ``"step"``, ``"lr"`` and ``"<buffer>/<param name>"`` for each state
-        array, e.g. ``"exp_avg/blocks.0.attn.qkv.weight"``.
+        array, e.g. ``"exp_avg/blocks.0.attn.q_proj.weight"``.
         """
         state = {"step": self.step_count, "lr": self.lr}
         for buffer, arrays in self.state.items():
@@ -178,7 +135,7 @@ class Optimizer:
                     )
                 array[...] = xp.asarray(saved)
         self.step_count = int(state["step"])
-        self.lr = state["lr"]
+        self.lr = float(state["lr"])
 
 
 def _with_l2(value, grad, weight_decay):
@@ -201,7 +158,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0,
                  no_decay=DEFAULT_NO_DECAY):
-        self.momentum = non_negative("momentum", momentum)
+        self.momentum = finite_non_negative("momentum", momentum)
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs a momentum > 0, got momentum=0")
         self.nesterov = nesterov
@@ -214,8 +171,7 @@ class SGD(Optimizer):
     def _update(self, value, g, state):
         if self.momentum:
             buf = state["momentum_buffer"]
-            buf *= self.momentum
-            buf += g
+            buf[...] = self.momentum * buf + g
             g = g + self.momentum * buf if self.nesterov else buf
         value -= self.lr * g
 
@@ -231,12 +187,8 @@ class Adam(Optimizer):
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.beta1 = _check_unit_interval("betas[0]", betas[0])
         self.beta2 = _check_unit_interval("betas[1]", betas[1])
-        self.eps = non_negative("eps", eps)
+        self.eps = finite_non_negative("eps", eps)
         super().__init__(params, lr, weight_decay, no_decay)
-        if self.fused:
-            # Scratch space for _update's temporaries, reused every step instead of reallocated.
-            self.flat_state.update(scratch=xp.empty_like(self.flat_params),
-                                   denom=xp.empty_like(self.flat_params))
 
     def _decay(self, value, grad, weight_decay):
         return _with_l2(value, grad, weight_decay)
@@ -244,22 +196,13 @@ class Adam(Optimizer):
     def _update(self, value, g, state):
         """m, v: running means of g and g**2; dividing by 1 - beta**t undoes their zero start."""
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        # Temporaries: allocated per call, except in the fused update (see __init__).
-        scratch = xp.multiply(g, 1.0 - self.beta1, out=state.get("scratch"))
-        m *= self.beta1
-        m += scratch
-        xp.multiply(g, 1.0 - self.beta2, out=scratch)
-        scratch *= g
-        v *= self.beta2
-        v += scratch
+        m[...] = self.beta1 * m + (1.0 - self.beta1) * g
+        v[...] = self.beta2 * v + (1.0 - self.beta2) * g * g
         bias_correction1 = 1.0 - self.beta1 ** self.step_count
         bias_correction2 = 1.0 - self.beta2 ** self.step_count
-        denom = xp.sqrt(v, out=state.get("denom"))
-        denom /= math.sqrt(bias_correction2)
-        denom += self.eps
-        step = xp.multiply(m, self.lr / bias_correction1, out=scratch)
-        step /= denom
-        value -= step
+        # lr * m_hat / (sqrt(v_hat) + eps), in torch's order of operations.
+        denom = xp.sqrt(v) / math.sqrt(bias_correction2) + self.eps
+        value -= self.lr / bias_correction1 * m / denom
 
 
 class AdamW(Adam):
@@ -277,3 +220,17 @@ class AdamW(Adam):
         if weight_decay:
             value *= 1.0 - self.lr * weight_decay
         return grad
+
+
+OPTIMIZERS = {"adamw": AdamW, "adam": Adam, "sgd": SGD}
+
+
+@replaceable
+def make_optimizer(name, model, lr, weight_decay=0.0, **options):
+    """The optimizer ``name`` ("adamw", "adam" or "sgd") over ``model.parameters()``.
+
+    ``options`` go to its constructor (``momentum`` for SGD, ``betas`` for Adam, ...).
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name](model.parameters(), lr=lr, weight_decay=weight_decay, **options)

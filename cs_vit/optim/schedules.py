@@ -12,22 +12,16 @@ from __future__ import annotations
 
 import math
 
-from cs_vit.optim.optimizers import non_negative
+from cs_vit.checks import finite_non_negative, integer_at_least
 
 SCHEDULES = ("constant", "step", "cosine")
-
-
-def _integer(arg, value, minimum):
-    if int(value) != value or value < minimum:
-        raise ValueError(f"{arg} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class ConstantLR:
     """The same learning rate at every step."""
 
     def __init__(self, base_lr):
-        self.base_lr = non_negative("base_lr", base_lr)
+        self.base_lr = finite_non_negative("base_lr", base_lr)
 
     def __call__(self, step):
         return self.base_lr
@@ -37,9 +31,9 @@ class StepLR:
     """``base_lr * gamma ** (step // step_size)``, as ``torch.optim.lr_scheduler.StepLR``."""
 
     def __init__(self, base_lr, step_size, gamma=0.1):
-        self.base_lr = non_negative("base_lr", base_lr)
-        self.step_size = _integer("step_size", step_size, 1)
-        self.gamma = non_negative("gamma", gamma)
+        self.base_lr = finite_non_negative("base_lr", base_lr)
+        self.step_size = integer_at_least("step_size", step_size, 1)
+        self.gamma = finite_non_negative("gamma", gamma)
 
     def __call__(self, step):
         return self.base_lr * self.gamma ** (step // self.step_size)
@@ -55,14 +49,14 @@ class WarmupCosineLR:
     """
 
     def __init__(self, base_lr, warmup_steps, total_steps, min_lr=0.0):
-        self.base_lr = non_negative("base_lr", base_lr)
-        self.total_steps = _integer("total_steps", total_steps, 1)
-        self.warmup_steps = _integer("warmup_steps", warmup_steps, 0)
+        self.base_lr = finite_non_negative("base_lr", base_lr)
+        self.total_steps = integer_at_least("total_steps", total_steps, 1)
+        self.warmup_steps = integer_at_least("warmup_steps", warmup_steps, 0)
         if self.warmup_steps > self.total_steps:
             raise ValueError(
                 f"warmup_steps ({warmup_steps}) must not exceed total_steps ({total_steps})"
             )
-        self.min_lr = non_negative("min_lr", min_lr)
+        self.min_lr = finite_non_negative("min_lr", min_lr)
         if self.min_lr > self.base_lr:
             raise ValueError(f"min_lr ({min_lr}) must not exceed base_lr ({base_lr})")
 

@@ -24,12 +24,11 @@ from cs_vit import backend
 from cs_vit.checks import finite_non_negative, positive_int
 from cs_vit.data import as_dataset, default_augment, iterate_batches
 from cs_vit.layers import no_grad, softmax_cross_entropy
-from cs_vit.optim import SGD, Adam, AdamW, clip_grad_norm, make_schedule, set_lr
+from cs_vit.optim import OPTIMIZERS, clip_grad_norm, make_optimizer, make_schedule, set_lr
 from cs_vit.solvers.checkpoint import (
     check_resumable, checkpoint_path, load_checkpoint, restore_rng, rng_state, save_checkpoint,
 )
 
-OPTIMIZERS = {"adamw": AdamW, "adam": Adam, "sgd": SGD}
 DEFAULT_OPTIONS = {
     "optimizer": "adamw",       # "adamw" | "adam" | "sgd"
     "momentum": 0.9,            # SGD only
@@ -139,11 +138,9 @@ class ClassificationSolverViT:
                     "build the model with num_classes matching the data")
 
     def _build_optimizer(self):
-        name, params = self.options["optimizer"], self.model.parameters()
-        if name == "sgd":
-            return SGD(params, self.learning_rate, momentum=self.options["momentum"],
-                       weight_decay=self.weight_decay)
-        return OPTIMIZERS[name](params, lr=self.learning_rate, weight_decay=self.weight_decay)
+        name = self.options["optimizer"]
+        extra = {"momentum": self.options["momentum"]} if name == "sgd" else {}
+        return make_optimizer(name, self.model, self.learning_rate, self.weight_decay, **extra)
 
     def _build_schedule(self):
         total = self.num_epochs * self.steps_per_epoch
@@ -155,7 +152,6 @@ class ClassificationSolverViT:
         """Train for ``num_epochs`` on ``device`` ("cpu" or "cuda"); returns ``results``."""
         backend.use_device(device)
         self.model.to_active_backend()
-        self.model.flatten_parameters()  # lets the optimizer update all parameters at once
         self.optimizer = self._build_optimizer()
         self.schedule = self._build_schedule()
         folder = self.options["checkpoint_dir"]

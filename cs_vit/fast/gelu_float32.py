@@ -1,3 +1,4 @@
+# cs-vit: instructor-only (the fast tier; the student release leaves it out)
 """GELU for float32 NumPy arrays without SciPy's slow float32 ``erf``.
 
 ``GELU`` uses ``gelu_float32`` for float32 NumPy inputs; the plain formula in
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 
 from cs_vit.backend import xp
-from cs_vit.layers.row_blocks import row_blocks
+from cs_vit.fast.row_blocks import row_blocks
 
 # Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26: for z >= 0,
 # erfc(z) = t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) exp(-z^2), t = 1 / (1 + p z),

@@ -1,3 +1,4 @@
+# cs-vit: instructor-only (the fast tier; the student release leaves it out)
 """Row-wise work done block by block, so that each block's temporaries stay in the CPU cache.
 
 An element-wise NumPy operation on a whole (4160, 128) activation streams 2 MB

@@ -1,3 +1,4 @@
+# cs-vit: instructor-only (the fast tier; the student release leaves it out)
 """Sums over the last axis and over the leading axes, as matrix-vector products.
 
 NumPy reduces a short last axis (D = 128 features, say) one row at a time; BLAS

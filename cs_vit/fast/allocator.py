@@ -1,3 +1,4 @@
+# cs-vit: instructor-only (the fast tier; the student release leaves it out)
 """Let the C allocator keep freed memory for reuse instead of giving it back at once.
 
 Every training step allocates and frees the same few dozen arrays of a few MB.
@@ -7,7 +8,7 @@ by the kernel again: a quarter of an inference pass went to that. Raising the
 mmap and trim thresholds makes malloc keep the freed blocks and reuse them, as
 PyTorch's caching allocator does for its tensors. Peak memory is unchanged.
 
-``import cs_vit`` calls :func:`keep_freed_memory` on Linux with glibc; set the
+``import cs_vit`` (through the fast tier, ``cs_vit.fast``) calls :func:`keep_freed_memory` on Linux with glibc; set the
 environment variable ``CS_VIT_KEEP_FREED_MEMORY=0`` to leave malloc as it is.
 """
 from __future__ import annotations

@@ -1,0 +1,178 @@
+# cs-vit: instructor-only (the fast tier; the student release leaves it out)
+"""All parameters in one buffer, all gradients in another: one optimizer update for all.
+
+The textbook optimizer runs a dozen NumPy operations per parameter, about a
+thousand calls a step for a ViT's ~80 arrays. ``flatten_parameters`` moves every
+parameter into one contiguous 1-D buffer (and every gradient into another); the
+layers keep their arrays as views, so nothing else changes. The optimizer then
+runs its update once over the whole buffer, in cache-sized blocks and with
+scratch arrays kept between steps, and clipping takes one dot product.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from cs_vit.backend import xp
+from cs_vit.fast.row_blocks import row_blocks
+from cs_vit.optim.clipping import EPS, check_max_norm, clip_grad_norm
+from cs_vit.optim.optimizers import Adam, Optimizer, make_optimizer
+
+
+@dataclass
+class FlatParameters:
+    """The two buffers and where each parameter lies in them: ``spans`` maps name -> (slice, shape)."""
+
+    values: object
+    grads: object
+    spans: dict
+
+    def views(self, buffer):
+        """{name: the view of ``buffer`` (shaped like the parameter) for each parameter}."""
+        return {name: buffer[span].reshape(shape) for name, (span, shape) in self.spans.items()}
+
+
+def flatten_parameters(model):
+    """Move ``model``'s parameters and gradients into two buffers; returns FlatParameters.
+
+    ``params`` and ``grads`` keep their keys, shapes and values; their arrays
+    become views of the buffers. All parameters must share one dtype.
+    """
+    slots = list(model._parameter_slots())
+    if not slots:
+        raise ValueError(f"{type(model).__name__} has no parameters to flatten")
+    arrays = [layer.params[key] for _, layer, key in slots]
+    dtypes = {str(a.dtype) for a in arrays}
+    if len(dtypes) > 1:
+        raise TypeError(f"flatten_parameters needs one dtype for all parameters, got {sorted(dtypes)}")
+    spans, offset = {}, 0
+    for (name, _, _), value in zip(slots, arrays):
+        spans[name] = (slice(offset, offset + value.size), value.shape)
+        offset += value.size
+    flat = FlatParameters(xp.empty(offset, arrays[0].dtype), xp.empty(offset, arrays[0].dtype), spans)
+    values, grads = flat.views(flat.values), flat.views(flat.grads)
+    for name, layer, key in slots:
+        values[name][...] = layer.params[key]
+        grads[name][...] = layer.grads[key]
+        layer.params[key] = values[name]
+        dict.__setitem__(layer.grads, key, grads[name])
+    return flat
+
+
+def shared_buffer(arrays):
+    """The 1-D array that ``arrays`` tile end to end, in order, if they do; else None."""
+    base = _root(arrays[0]) if arrays else None
+    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    expected = _address(base)
+    for a in arrays:
+        if _root(a) is not base or not a.flags.c_contiguous or _address(a) != expected:
+            return None
+        expected += a.nbytes
+    return base if expected == _address(base) + base.nbytes else None
+
+
+def _root(a):
+    """The array owning ``a``'s memory (None if ``a`` owns it)."""
+    base = a.base
+    while base is not None and getattr(base, "base", None) is not None:
+        base = base.base
+    return base
+
+
+def _address(a):
+    """Address of an array's first element, for NumPy and CuPy arrays alike."""
+    return a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0]
+
+
+def flat_make_optimizer(name, model, lr, weight_decay=0.0, **options):
+    """``make_optimizer``, after laying the model's parameters out in two flat buffers.
+
+    The optimizer's state arrays become views of flat state buffers too, so its
+    ``state_dict`` is the same as the textbook optimizer's.
+    """
+    flat = flatten_parameters(model)
+    optimizer = make_optimizer.reference(name, model, lr, weight_decay, **options)
+    optimizer.flat = flat
+    optimizer.flat_state = {buffer: xp.zeros_like(flat.values) for buffer in optimizer.buffers}
+    optimizer.state = {buffer: flat.views(array) for buffer, array in optimizer.flat_state.items()}
+    if isinstance(optimizer, Adam):
+        # Scratch space for the update's temporaries, reused every step instead of reallocated.
+        optimizer.flat_state.update(scratch=xp.empty_like(flat.values),
+                                    denom=xp.empty_like(flat.values))
+    return optimizer
+
+
+def flat_step(self):
+    """``Optimizer.step`` over the flat buffers, block by block (one block on the GPU)."""
+    flat = getattr(self, "flat", None)
+    if flat is None:
+        return Optimizer.step.reference(self)
+    self.step_count += 1
+    g = _decayed_flat_grad(self, flat)
+    update = _adam_update if isinstance(self, Adam) else _sgd_update
+    for block in row_blocks(g):
+        update(self, flat.values[block], g[block],
+               {name: array[block] for name, array in self.flat_state.items()})
+    return None
+
+
+def _decayed_flat_grad(optimizer, flat):
+    """The flat gradient after each decayed parameter's ``_decay`` (copied if one changes it)."""
+    g = flat.grads
+    if not optimizer.weight_decay:
+        return g
+    for (name, value, grad), decayed in zip(optimizer.params, optimizer.decayed):
+        decayed_grad = optimizer._decay(value, grad, optimizer.weight_decay) if decayed else grad
+        if decayed_grad is not grad:
+            g = flat.grads.copy() if g is flat.grads else g
+            g[flat.spans[name][0]] = decayed_grad.ravel()
+    return g
+
+
+def _sgd_update(self, value, g, state):
+    """SGD._update, in place."""
+    if self.momentum:
+        buf = state["momentum_buffer"]
+        buf *= self.momentum
+        buf += g
+        g = g + self.momentum * buf if self.nesterov else buf
+    value -= self.lr * g
+
+
+def _adam_update(self, value, g, state):
+    """Adam._update in place, its temporaries in the kept scratch arrays."""
+    m, v, scratch = state["exp_avg"], state["exp_avg_sq"], state["scratch"]
+    xp.multiply(g, 1.0 - self.beta1, out=scratch)
+    m *= self.beta1
+    m += scratch
+    xp.multiply(g, 1.0 - self.beta2, out=scratch)
+    scratch *= g
+    v *= self.beta2
+    v += scratch
+    bias_correction1 = 1.0 - self.beta1 ** self.step_count
+    bias_correction2 = 1.0 - self.beta2 ** self.step_count
+    denom = xp.sqrt(v, out=state["denom"])
+    denom /= math.sqrt(bias_correction2)
+    denom += self.eps
+    step = xp.multiply(m, self.lr / bias_correction1, out=scratch)
+    step /= denom
+    value -= step
+
+
+def flat_clip_grad_norm(params, max_norm):
+    """``clip_grad_norm``; gradients that tile one buffer take one dot product and one scaling."""
+    params = list(params)
+    flat = shared_buffer([grad for _, _, grad in params])
+    if flat is None:
+        return clip_grad_norm.reference(params, max_norm)
+    max_norm = check_max_norm(max_norm)
+    total_norm = float(xp.sqrt(xp.dot(flat, flat)))
+    clip_coef = max_norm / (total_norm + EPS)
+    if clip_coef < 1.0:
+        flat *= clip_coef
+    return total_norm
+
+
+REPLACEMENTS = {make_optimizer: flat_make_optimizer, Optimizer.step: flat_step,
+                clip_grad_norm: flat_clip_grad_norm}

@@ -63,8 +63,24 @@ def layer_gradient_errors(layer, inputs, call=None, seed=0, h=1e-3):
 def assert_gradients_match(layer, inputs, call=None, tol=GRAD_TOL, h=1e-3):
     errors = layer_gradient_errors(layer, inputs, call, h=h)
     bad = {k: v for k, v in errors.items() if not v < tol}
-    assert not bad, f"gradients off (rel_error >= {tol}): {bad}"
+    assert not bad, (f"gradients off (rel_error >= {tol}) against the numerical gradient: "
+                     f"{bad}; all: {errors}")
     return errors
+
+
+def assert_close(actual, expected, what, tol=TORCH_TOL):
+    """``actual`` equals ``expected`` to ``tol`` (max |diff|), or a message showing the values."""
+    actual = to_numpy(actual)
+    expected = expected.detach().numpy() if hasattr(expected, "detach") else np.asarray(expected)
+    assert actual.shape == expected.shape, (
+        f"{what}: shape {actual.shape}, expected {expected.shape}")
+    diff = np.abs(actual - expected)
+    if not np.all(diff <= tol):  # NaN fails too
+        index = np.unravel_index(np.argmax(np.where(np.isnan(diff), np.inf, diff)), diff.shape)
+        raise AssertionError(
+            f"{what} is off: max |diff| {np.nanmax(diff) if np.isfinite(diff).any() else diff.max()}"
+            f" > {tol} (rel_error {rel_error(actual, expected):.3g}); at index {index} got "
+            f"{actual[index]!r}, expected {expected[index]!r}")
 
 
 def max_abs_diff(ours, theirs):
@@ -127,10 +143,10 @@ def assert_matches_torch(layer, ref, x, torch_params):
     out_t = ref(x_t)
     dout = np.random.default_rng(3).standard_normal(tuple(out_t.shape))
     out_t.backward(torch.from_numpy(dout))
-    assert max_abs_diff(layer.forward(x), out_t) <= TORCH_TOL
-    assert max_abs_diff(layer.backward(dout), x_t.grad) <= TORCH_TOL
+    assert_close(layer.forward(x), out_t, "forward output vs torch")
+    assert_close(layer.backward(dout), x_t.grad, "dx vs torch")
     for name, _, grad in layer.parameters():
-        assert max_abs_diff(grad, torch_params[name].grad) <= TORCH_TOL, name
+        assert_close(grad, torch_params[name].grad, f"gradient of {name} vs torch")
 
 
 def assert_same_parameters(model, other):

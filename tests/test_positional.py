@@ -1,4 +1,6 @@
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,56 +11,29 @@ from cs_vit.layers import (
     SinusoidalPositionalEncoding,
     SinusoidalPositionalEncoding2D,
 )
-from tests.gradcheck import assert_gradients_match
+from tests.gradcheck import assert_close, assert_gradients_match
 
 
-def mae_1d_sincos(embed_dim, pos):
-    """MAE's get_1d_sincos_pos_embed_from_grid: [sin | cos] of pos * omega."""
-    omega = np.arange(embed_dim // 2, dtype=np.float64) / (embed_dim / 2.0)
-    omega = 1.0 / 10000**omega
-    out = np.einsum("m,d->md", pos.reshape(-1), omega)
-    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
-
-
-def mae_2d_sincos(embed_dim, grid_h, grid_w, cls_token=False):
-    """MAE's get_2d_sincos_pos_embed, generalised to a grid_h x grid_w grid."""
-    grid = np.meshgrid(np.arange(grid_w, dtype=np.float64), np.arange(grid_h, dtype=np.float64))
-    grid = np.stack(grid, axis=0).reshape(2, 1, grid_h, grid_w)
-    emb_h = mae_1d_sincos(embed_dim // 2, grid[0])
-    emb_w = mae_1d_sincos(embed_dim // 2, grid[1])
-    pos_embed = np.concatenate([emb_h, emb_w], axis=1)
-    if cls_token:
-        pos_embed = np.concatenate([np.zeros((1, embed_dim)), pos_embed], axis=0)
-    return pos_embed
-
-
-def loop_1d_sincos(T, d):
-    table = np.zeros((T, d))
-    for i in range(T):
-        for j in range(d):
-            if j % 2 == 0:
-                table[i, j] = math.sin(i * 10000 ** (-j / d))
-            else:
-                table[i, j] = math.cos(i * 10000 ** (-(j - 1) / d))
-    return table
+EXPECTED = json.loads((Path(__file__).parent / "expected" / "positional.json").read_text())
 
 
 @pytest.mark.task2
 @pytest.mark.parametrize("embed_dim", [6, 7])
-def test_sinusoidal_values_match_the_formula(float64, embed_dim):
-    layer = SinusoidalPositionalEncoding(embed_dim, max_len=50)
-    out = layer.forward(np.zeros((1, 50, embed_dim)))
-    assert np.max(np.abs(out[0] - loop_1d_sincos(50, embed_dim))) <= 1e-12
+def test_sinusoidal_values_match_the_stored_table(float64, embed_dim):
+    layer = SinusoidalPositionalEncoding(embed_dim, max_len=12)
+    out = layer.forward(np.zeros((1, 12, embed_dim)))
+    expected = np.array(EXPECTED["sincos1d"][f"T=12,dim={embed_dim}"])
+    assert_close(out[0], expected, "sin-cos table", tol=1e-12)
 
 
 @pytest.mark.task2
-@pytest.mark.parametrize("grid_size, prefix", [(4, 0), ((3, 5), 1)])
-def test_sinusoidal_2d_values_match_mae(float64, grid_size, prefix):
+@pytest.mark.parametrize("grid_size, prefix", [((4, 4), 0), ((3, 5), 1)])
+def test_sinusoidal_2d_values_match_the_stored_table(float64, grid_size, prefix):
     layer = SinusoidalPositionalEncoding2D(8, grid_size, num_prefix_tokens=prefix)
     gh, gw = layer.grid_size
     out = layer.forward(np.zeros((1, prefix + gh * gw, 8)))
-    expected = mae_2d_sincos(8, gh, gw, cls_token=prefix == 1)
-    assert np.max(np.abs(out[0] - expected)) <= 1e-12
+    expected = np.array(EXPECTED["sincos2d"][f"grid={gh}x{gw},dim=8,prefix={prefix}"])
+    assert_close(out[0], expected, "2-D sin-cos table", tol=1e-12)
 
 
 @pytest.mark.task2

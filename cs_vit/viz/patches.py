@@ -3,21 +3,22 @@ from __future__ import annotations
 
 import math
 
+from cs_vit.layers.patch_embedding import img_to_patch
 from cs_vit.viz._common import display_images, finish, new_figure, outline_tiles, show_image, tile
 
 
 def patch_mosaic(image, patch_size, gap):
     """An (H, W, C) image cut into patches and laid out with ``gap`` white pixels between them.
 
-    The patches are cut as the patch embedding cuts them, with a reshape and a
-    transpose: (H, W, C) -> (gh, P, gw, P, C) -> (gh, gw, P, P, C).
+    The patches are the ones the patch embedding cuts, by ``img_to_patch`` (task 1).
 
     Returns an array of shape (gh * (P + gap) - gap, gw * (P + gap) - gap, C).
     """
     H, W, C = image.shape
     P = patch_size
-    patches = image.reshape(H // P, P, W // P, P, C).transpose(0, 2, 1, 3, 4)
-    return tile(patches, gap, fill=1.0)
+    patches = img_to_patch(image.transpose(2, 0, 1)[None], P, flatten_channels=False)[0]
+    grid = patches.reshape(H // P, W // P, C, P, P).transpose(0, 1, 3, 4, 2)  # (gh, gw, P, P, C)
+    return tile(grid, gap, fill=1.0)
 
 
 def show_patches(images, patch_size, mean=None, std=None, max_images=4, save_path=None):

@@ -37,6 +37,15 @@ def test_layernorm_matches_torch_forward_and_backward(float64):
     assert_matches_torch(layer, ref, x, {"weight": ref.weight, "bias": ref.bias})
 
 
+@pytest.mark.task3
+def test_layernorm_matches_torch_on_rows_of_small_variance(float64):
+    """Rows whose variance is near eps: where eps sits in the formula matters here."""
+    layer = with_random_affine(LayerNorm(6), seed=1)
+    ref = torch.nn.LayerNorm(6).double()
+    x = 1e-3 * np.random.default_rng(3).standard_normal((4, 3, 6))
+    assert_matches_torch(layer, ref, x, {"weight": ref.weight, "bias": ref.bias})
+
+
 def test_layernorm_starts_as_pure_normalisation():
     layer = LayerNorm(3)
     np.testing.assert_array_equal(layer.params["weight"], np.ones(3))

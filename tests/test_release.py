@@ -18,6 +18,7 @@ from cs_vit.cli import main
 from cs_vit.release import (
     ReleaseError, find_regions, is_instructor_only, make_release, project_files, release_file,
 )
+from cs_vit.release.regions import enclosing_functions, function_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = re.compile(r"^task\d+$")
@@ -325,6 +326,45 @@ def _text_lines(relative, text):
     return {line.strip() for line in text.splitlines()}
 
 
+def stubbed_functions():
+    """{task: the qualified names its stubs give, e.g. "LayerNorm.forward"} over the .py files."""
+    names = {}
+    for relative in released_sources():
+        if relative.endswith(".py"):
+            source = (ROOT / relative).read_text()
+            functions = enclosing_functions(source, relative)
+            for region in find_regions(source.splitlines(), relative):
+                names.setdefault(region.tag, set()).add(
+                    function_of(region, functions, Path(relative).stem))
+    return names
+
+
+def test_each_task_section_of_the_notebook_names_exactly_the_functions_to_write():
+    cells = json.loads((ROOT / "notebooks" / "ViT.ipynb").read_text())["cells"]
+    sections = {}
+    for cell in cells:
+        text = "".join(cell["source"])
+        heading = re.match(r"## Task (\d+):", text)
+        if cell["cell_type"] == "markdown" and heading:
+            sections[f"task{heading.group(1)}"] = text
+    stubs = stubbed_functions()
+    assert set(sections) == set(stubs)
+    for task, names in stubs.items():
+        named = {name for name in set().union(*stubs.values()) if f"`{name}" in sections[task]}
+        assert named == names, (task, sorted(names), sorted(named))
+
+
+def test_the_student_tree_has_its_own_readme(student):
+    readme = (student.out_dir / "README.md").read_text()
+    assert readme == (ROOT / "README.student.md").read_text()
+    assert "README.md" in student.instructor_only
+    assert not (student.out_dir / "README.student.md").exists()
+    assert "fast" not in {Path(f).parts[1] for f in student.files if f.startswith("cs_vit/")
+                          and len(Path(f).parts) > 2}
+    for task, names in stubbed_functions().items():
+        assert f"pytest -m {task}" in readme
+
+
 def test_release_notebooks_have_no_outputs_and_instructor_files_stay_out(student):
     nbformat = pytest.importorskip("nbformat")
     notebooks = [f for f in student.files if f.endswith(".ipynb")]
@@ -395,9 +435,9 @@ def test_student_tree_imports_its_own_package(student, student_test_run):
 
 def test_student_tree_fails_exactly_the_todo_tests_with_not_implemented_error(
         request, student_test_run):
-    """(b) every test without a task marker passes; (c) only tests with one fail, each with the
-    NotImplementedError of a stub of its own task or an earlier one, and every test function
-    with a task marker fails (for a parametrized one: at least one of its cases)."""
+    """(b) every test without a task marker passes; (c) only tests with one fail, each in the
+    test itself (not its set-up) with the NotImplementedError of a stub of its own task, and
+    every test function with a task marker fails (for a parametrized one: at least one case)."""
     result, records = student_test_run
     records = records["records"]
     tasks = task_markers(request.config)
@@ -409,8 +449,9 @@ def test_student_tree_fails_exactly_the_todo_tests_with_not_implemented_error(
         stub = STUB_ERROR.search(r["message"])
         assert stub and (r["error"] == "NotImplementedError"
                          or "NotImplementedError" in r["message"]), (r["test"], r["message"])
-        own = max(tasks.index(m) for m in r["markers"] if m in tasks)
-        assert tasks.index(stub.group(1)) <= own, (r["test"], r["markers"], r["message"])
+        own = [m for m in r["markers"] if m in tasks]
+        assert own == [stub.group(1)], (r["test"], r["markers"], r["message"])
+        assert r["when"] == "call", f"{r['test']} errors in its {r['when']}: {r['message']}"
     marked = {(r["test"].split("::")[0], r["function"]) for r in records
               if set(r["markers"]) & set(tasks)}
     failing = {(r["test"].split("::")[0], r["function"]) for r in failed}

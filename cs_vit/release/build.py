@@ -5,7 +5,12 @@
 Files come from ``git ls-files`` (tracked and untracked-but-not-ignored) in a
 git checkout, else from a walk that skips virtualenvs, caches, runs and the
 downloaded datasets. A file whose first lines hold the comment
-``# cs-vit: instructor-only`` (tests of the release tool, say) is left out.
+``# cs-vit: instructor-only`` (the fast tier, tests of the release tool) is left
+out, and ``README.student.md`` becomes the student tree's ``README.md``.
+
+``cs-vit release --with-solutions`` keeps each region's code (markers and hints
+removed) in a tree otherwise the same as the students': the answer key, and the
+tree of a student who wrote the textbook answers.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from cs_vit.release.regions import (
     ReleaseError, code_cell_stub, enclosing_functions, find_regions, function_of,
-    markdown_stub, python_stub, replace_regions,
+    markdown_stub, python_stub, replace_regions, solution_lines,
 )
 
 INSTRUCTOR_ONLY = re.compile(r"^#[ \t]*cs-vit:[ \t]*instructor-only\b", re.MULTILINE)
@@ -28,6 +33,8 @@ SKIPPED_DIRS = {".git", ".venv", ".venv-ci", "__pycache__", "runs", "build", "di
                 ".pytest_cache", ".hypothesis", ".ipynb_checkpoints", ".device"}
 # Only the instructions and fetch scripts of datasets/ belong to the project, not the data.
 DATASET_FILES = {".md", ".sh", ".py"}
+# The student tree's README (set-up, tasks, checks) replaces the solution's README.md.
+STUDENT_README = "README.student.md"
 
 
 @dataclass
@@ -46,14 +53,16 @@ def project_root():
     return root if (root / "pyproject.toml").is_file() else None
 
 
-def make_release(src_root, out_dir):
+def make_release(src_root, out_dir, keep_solutions=False):
     """Write the student version of the project at ``src_root`` into ``out_dir``.
 
     Every solution region of a .py file becomes a to-do comment and a
     NotImplementedError naming the function and task; in a notebook it becomes a
     marked gap; marker lines go; notebook outputs are cleared; instructor-only
-    files are left out. ``out_dir`` must be new (or empty) and outside
-    ``src_root``. Returns a :class:`ReleaseSummary`; raises ReleaseError.
+    files are left out; ``README.student.md`` becomes ``README.md``. With
+    ``keep_solutions=True`` each region keeps its code instead (markers and hints
+    removed). ``out_dir`` must be new (or empty) and outside ``src_root``.
+    Returns a :class:`ReleaseSummary`; raises ReleaseError.
     """
     src, out = Path(src_root).resolve(), Path(out_dir).resolve()
     if not (src / "pyproject.toml").is_file():
@@ -66,20 +75,21 @@ def make_release(src_root, out_dir):
                            "or delete it first")
     summary = ReleaseSummary(out)
     released = {}
-    for relative in project_files(src):
+    files = project_files(src)
+    for relative in files:
         data = (src / relative).read_bytes()
-        if is_instructor_only(data):
+        if is_instructor_only(data) or (relative == "README.md" and STUDENT_README in files):
             summary.instructor_only.append(relative)
             continue
-        data, count = release_file(relative, data)
-        released[relative] = data
+        data, count = release_file(relative, data, keep_solutions)
+        released["README.md" if relative == STUDENT_README else relative] = (data, relative)
         if count:
             summary.regions[relative] = count
-    for relative, data in released.items():
+    for relative, (data, source) in released.items():
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        shutil.copymode(src / relative, target)
+        shutil.copymode(src / source, target)
         summary.files.append(relative)
     return summary
 
@@ -113,18 +123,18 @@ def is_instructor_only(data):
     return INSTRUCTOR_ONLY.search(head.decode("utf-8", "replace")) is not None
 
 
-def release_file(relative, data):
+def release_file(relative, data, keep_solutions=False):
     """(student bytes, number of solution regions) for one project file."""
     if relative.endswith(".py"):
-        text, count = strip_python(data.decode("utf-8"), relative)
+        text, count = strip_python(data.decode("utf-8"), relative, keep_solutions)
         return text.encode("utf-8"), count
     if relative.endswith(".ipynb"):
-        text, count = strip_notebook(data.decode("utf-8"), relative)
+        text, count = strip_notebook(data.decode("utf-8"), relative, keep_solutions)
         return text.encode("utf-8"), count
     return data, 0
 
 
-def strip_python(source, where):
+def strip_python(source, where, keep_solutions=False):
     """(student source, number of regions) for a .py file's text."""
     lines = source.splitlines(keepends=True)
     regions = find_regions(lines, where)
@@ -134,6 +144,8 @@ def strip_python(source, where):
     module = Path(where).stem
 
     def stub(region):
+        if keep_solutions:
+            return solution_lines(region)
         return python_stub(function_of(region, functions, module), where)(region)
 
     released = "".join(replace_regions(lines, regions, stub))
@@ -145,7 +157,7 @@ def strip_python(source, where):
     return released, len(regions)
 
 
-def strip_notebook(text, where):
+def strip_notebook(text, where, keep_solutions=False):
     """(student notebook JSON, number of regions): regions gapped, outputs cleared."""
     try:
         notebook = json.loads(text)
@@ -160,6 +172,7 @@ def strip_notebook(text, where):
         regions = find_regions(lines, f"{where}, cell {index}", markdown=markdown)
         if regions:
             stub = markdown_stub if markdown else code_cell_stub
+            stub = solution_lines if keep_solutions else stub
             cell["source"] = "".join(replace_regions(lines, regions, stub))
             count += len(regions)
         if cell.get("cell_type") == "code":
@@ -175,6 +188,8 @@ def add_release_parser(subparsers):
     p.add_argument("--out", required=True, help="new folder for the student tree")
     p.add_argument("--src", default=project_root(),
                    help="project root to release (default: this checkout)")
+    p.add_argument("--with-solutions", action="store_true",
+                   help="keep the solution regions' code (an answer key without the fast tier)")
     p.set_defaults(func=_release_command)
 
 
@@ -183,12 +198,13 @@ def _release_command(args):
         raise SystemExit("cs-vit release: this cs_vit is not a source checkout; pass --src "
                          "with the project root")
     try:
-        summary = make_release(args.src, args.out)
+        summary = make_release(args.src, args.out, keep_solutions=args.with_solutions)
     except ReleaseError as err:
         raise SystemExit(f"cs-vit release: {err}") from err
     regions = sum(summary.regions.values())
+    done = "kept (markers removed)" if args.with_solutions else "stubbed"
     print(f"wrote {len(summary.files)} files to {summary.out_dir}")
-    print(f"  {regions} solution regions stubbed in {len(summary.regions)} files:")
+    print(f"  {regions} solution regions {done} in {len(summary.regions)} files:")
     for path, count in sorted(summary.regions.items()):
         print(f"    {path}: {count}")
     if summary.instructor_only:

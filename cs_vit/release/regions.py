@@ -144,6 +144,11 @@ def python_stub(qualname, path):
     return stub
 
 
+def solution_lines(region):
+    """A region's own code without its markers and hints: the answer key's version."""
+    return [line + "\n" for line in region.body]
+
+
 def code_cell_stub(region):
     """The gap a notebook code cell leaves the student."""
     return (_todo_comment(region, "write the missing code")

@@ -1,6 +1,7 @@
 """Train the default CIFAR-10 recipe for 2 epochs; report test accuracy and wall time.
 
-    python bench/cifar10_2epochs.py                       # cs_vit (NumPy)
+    python bench/cifar10_2epochs.py                       # cs_vit (NumPy), fast tier
+    python bench/cifar10_2epochs.py --reference           # cs_vit, the textbook tier students write
     python bench/cifar10_2epochs.py --torch               # the same recipe in PyTorch
     python bench/cifar10_2epochs.py --data-dir DIR --patch-size 8 --lr 2e-3
 
@@ -8,8 +9,10 @@ DIR holds CIFAR-10 as the official python batches or as image folders
 (train/<class>/*.jpg, test/<class>/*.jpg). By default the JPEG copy in
 ../shared/datasets is unpacked to ~/.cache/cs_vit/cifar10-jpeg. Both sides get
 the same batches (same seed, same augmentation), the same initial weights,
-AdamW with the same no-decay rule, the same schedule and label smoothing.
-Each run appends a row to bench/results_cifar10.md.
+AdamW with the same no-decay rule, the same schedule and label smoothing, and
+the same number of threads (torch.set_num_threads gets NumPy's BLAS thread count).
+Each run appends a row to bench/results_cifar10.md, naming the CPU model, the
+threads and the load average before and after.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cs_vit import backend
+from cs_vit import backend, tiers
 from cs_vit.data import ArrayDataset, iterate_batches, load_cifar10
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import make_schedule
@@ -49,6 +52,8 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir")
     p.add_argument("--torch", action="store_true", help="run the recipe in PyTorch instead")
+    p.add_argument("--reference", action="store_true",
+                   help="cs_vit's textbook tier (the code students write), not the fast tier")
     p.add_argument("--epochs", type=int, default=CIFAR10["epochs"])
     p.add_argument("--seed", type=int, default=0)
     for key in ("batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "dropout"):
@@ -86,6 +91,7 @@ def run_torch(args, train, test):
     """The same recipe with a torchvision ViT holding the same initial weights."""
     import torch
 
+    torch.set_num_threads(blas_threads())
     model = build_model(args).to_torchvision()  # fixed positions come frozen
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in params if torch_decays(n, p)],
@@ -120,16 +126,38 @@ def run_torch(args, train, test):
     return accuracies
 
 
-def record(args, accuracies, seconds):
+def blas_threads():
+    """The number of threads NumPy's BLAS uses (threadpoolctl), given to torch as well."""
+    from threadpoolctl import threadpool_info
+    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+
+def cpu_model():
+    """The CPU's model name (Linux's /proc/cpuinfo), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def side_name(args):
+    if args.torch:
+        return f"PyTorch {__import__('torch').__version__}"
+    return "cs_vit (NumPy, textbook tier)" if args.reference else "cs_vit (NumPy, fast tier)"
+
+
+def record(args, accuracies, seconds, loads):
     model = ", ".join(f"{k} {getattr(args, k)}" for k in CIFAR10["model"] if k != "image_size")
-    row = (f"| {'PyTorch ' + __import__('torch').__version__ if args.torch else 'cs_vit (NumPy)'} "
+    row = (f"| {side_name(args)} "
            f"| {model} | batch {args.batch_size}, "
            f"lr {args.lr:g}, wd {args.weight_decay:g}, warmup {args.warmup_epochs:g} ep, "
            f"smoothing {args.label_smoothing:g}, dropout {args.dropout:g}, "
            f"augment {args.augment}"
            f"{f', {args.train_subset} train images' if args.train_subset else ''} | {args.epochs} | {max(accuracies):.4f} "
            f"| {accuracies[-1]:.4f} | {seconds:.0f} s | {time.strftime('%Y-%m-%d')}, "
-           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()} |\n")
+           f"{cpu_model()}, {os.cpu_count()} cores, {blas_threads()} threads, "
+           f"load {loads[0]:.1f} -> {loads[1]:.1f} |\n")
     if not RESULTS.exists():
         RESULTS.write_text(
             "# CIFAR-10, 2 epochs (bench/cifar10_2epochs.py)\n\n"
@@ -147,9 +175,12 @@ def main():
         keep = np.sort(np.random.default_rng(0).permutation(len(train))[:args.train_subset])
         train = ArrayDataset(train.images[keep], train.labels[keep], train.class_names,
                              train.mean, train.std, train.name)
+    if args.reference:
+        tiers.restore_all()  # every layer runs its textbook code
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     accuracies = (run_torch if args.torch else run_cs_vit)(args, train, test)
-    record(args, accuracies, time.perf_counter() - started)
+    record(args, accuracies, time.perf_counter() - started, (load_before, os.getloadavg()[0]))
 
 
 if __name__ == "__main__":

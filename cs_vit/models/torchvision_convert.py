@@ -73,11 +73,16 @@ def _torchvision_config(tv_model):
     )
 
 
-def from_torchvision(model_class, tv_model):
-    """Build a cs_vit VisionTransformer holding ``tv_model``'s weights."""
+def from_torchvision(model_class, tv_model, dtype=None):
+    """Build a cs_vit VisionTransformer holding ``tv_model``'s weights, in ``dtype``.
+
+    ``dtype`` None keeps ``tv_model``'s own (float32 or float64), whatever the backend's
+    default dtype: a float64 model converted for a parity check stays float64.
+    """
     config = _torchvision_config(tv_model)
-    model = model_class(**config)
     tv_state = {k: v.detach().cpu().numpy() for k, v in tv_model.state_dict().items()}
+    with backend.precision(tv_state["class_token"].dtype if dtype is None else dtype):
+        model = model_class(**config)
     model.load_state_dict(from_torch_state_dict(tv_state, config["depth"]))
     return model
 

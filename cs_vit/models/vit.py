@@ -242,10 +242,13 @@ class VisionTransformer(Layer):
         return model
 
     @classmethod
-    def from_torchvision(cls, tv_model):
-        """A cs_vit copy of a ``torchvision.models.VisionTransformer`` (weights included)."""
+    def from_torchvision(cls, tv_model, dtype=None):
+        """A cs_vit copy of a ``torchvision.models.VisionTransformer`` (weights included).
+
+        ``dtype`` ("float32" or "float64") defaults to the torchvision model's own.
+        """
         from cs_vit.models.torchvision_convert import from_torchvision
-        return from_torchvision(cls, tv_model)
+        return from_torchvision(cls, tv_model, dtype)
 
     def to_torchvision(self):
         """A ``torchvision.models.VisionTransformer`` with this model's weights (pool="cls")."""

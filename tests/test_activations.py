@@ -8,7 +8,9 @@ from hypothesis import given, settings, strategies as st
 
 from cs_vit.layers import GELU, ReLU
 from cs_vit.layers.activations import erf
-from tests.gradcheck import TORCH_TOL, assert_gradients_match, max_abs_diff
+from tests.gradcheck import (
+    FLOAT32_RTOL, assert_close, assert_float32_matches_float64, assert_gradients_match,
+)
 
 
 def away_from_zero(shape, seed):
@@ -30,8 +32,11 @@ def test_erf_matches_math_erf_in_float64():
     assert np.max(np.abs(erf(x) - expected)) <= 1e-15
 
 
-def test_erf_keeps_float32():
-    assert erf(np.ones(3, dtype=np.float32)).dtype == np.float32
+def test_erf_in_float32_follows_float64():
+    x = np.linspace(-4.0, 4.0, 41, dtype=np.float32)
+    out = erf(x)
+    assert out.dtype == np.float32
+    assert_close(out, erf(x.astype(np.float64)), "float32 erf", rtol=FLOAT32_RTOL)
 
 
 @pytest.mark.task4
@@ -52,8 +57,8 @@ def test_gelu_matches_torch_forward_and_backward(float64, approximate):
     dout = np.random.default_rng(3).standard_normal(x.shape)
     out_t, dx_t = torch_forward_backward(lambda t: F.gelu(t, approximate=approximate), x, dout)
     layer = GELU(approximate)
-    assert max_abs_diff(layer.forward(x), out_t) <= TORCH_TOL
-    assert max_abs_diff(layer.backward(dout), dx_t) <= TORCH_TOL
+    assert_close(layer.forward(x), out_t, "GELU vs torch")
+    assert_close(layer.backward(dout), dx_t, "GELU's dx vs torch")
 
 
 def test_relu_matches_torch_forward_and_backward(float64):
@@ -61,19 +66,15 @@ def test_relu_matches_torch_forward_and_backward(float64):
     dout = np.random.default_rng(3).standard_normal(x.shape)
     out_t, dx_t = torch_forward_backward(F.relu, x, dout)
     layer = ReLU()
-    assert max_abs_diff(layer.forward(x), out_t) <= TORCH_TOL
-    assert max_abs_diff(layer.backward(dout), dx_t) <= TORCH_TOL
+    assert_close(layer.forward(x), out_t, "ReLU vs torch")
+    assert_close(layer.backward(dout), dx_t, "ReLU's dx vs torch")
 
 
 @pytest.mark.task4
 @pytest.mark.parametrize("make_layer", [lambda: GELU("none"), lambda: GELU("tanh"), ReLU],
                          ids=["gelu", "gelu_tanh", "relu"])
-def test_activations_keep_float32(make_layer):
-    layer = make_layer()
-    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
-    out = layer.forward(x)
-    assert out.dtype == np.float32
-    assert layer.backward(np.ones_like(out)).dtype == np.float32
+def test_activations_in_float32_follow_float64(make_layer):
+    assert_float32_matches_float64(make_layer, (away_from_zero((3, 4, 5), seed=4),))
 
 
 def test_activations_have_no_params():

@@ -3,17 +3,18 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from cs_vit import backend
 from cs_vit.layers import MultiHeadAttention
 from tests.gradcheck import (
-    assert_close,
-    TORCH_TOL,
     as_tuple,
+    assert_all_close,
+    assert_close,
+    assert_float32_matches_float64,
     assert_gradients_match,
     copy_params_to_torch,
-    max_abs_diff,
-    param_grad_diffs,
+    param_grad_pairs,
+    randomize_parameters,
     torch_attention_params,
+    with_fixed_masks,
 )
 
 
@@ -47,17 +48,16 @@ def torch_attention(layer, inputs, dout, torch_mask=None):
 
 
 def assert_matches_torch(layer, inputs, mask=None, torch_mask=None):
+    randomize_parameters(layer)
     out = layer.forward(*inputs, attn_mask=mask)
     dout = randn(9, *out.shape)
     dinputs = as_tuple(layer.backward(dout))
     out_t, weights_t, dinputs_t, pairs = torch_attention(layer, inputs, dout, torch_mask)
-    diffs = {"out": max_abs_diff(out, out_t),
-             "attn_weights": max_abs_diff(layer.attn_weights, weights_t)}
-    diffs.update({f"dx{i}": max_abs_diff(d, d_t) for i, (d, d_t) in
-                  enumerate(zip(dinputs, dinputs_t))})
-    diffs.update(param_grad_diffs(layer, pairs))
-    bad = {k: v for k, v in diffs.items() if not v <= TORCH_TOL}
-    assert not bad, f"differs from torch by more than {TORCH_TOL}: {bad}"
+    assert len(dinputs) == len(dinputs_t)
+    compared = {"out": (out, out_t), "attn_weights": (layer.attn_weights, weights_t)}
+    compared.update({f"dx{i}": pair for i, pair in enumerate(zip(dinputs, dinputs_t))})
+    compared.update(param_grad_pairs(layer, pairs))
+    assert_all_close(compared, "torch")
 
 
 @pytest.mark.task5
@@ -92,21 +92,31 @@ def test_masked_attention_with_fully_blocked_row_has_finite_gradients(float64):
     assert all(np.isfinite(d).all() for d in dinputs)
     assert all(np.isfinite(g).all() for _, _, g in layer.parameters())
     assert_close(layer.attn_weights[1, :, 2], np.zeros((2, 4)),
-                 "weights of the query whose keys are all blocked", tol=0)
-    assert_close(layer.attn_weights[0, :, 0, 1], np.zeros(2), "weights of a blocked key", tol=0)
+                 "weights of the query whose keys are all blocked", rtol=0)
+    assert_close(layer.attn_weights[0, :, 0, 1], np.zeros(2), "weights of a blocked key", rtol=0)
     assert_gradients_match(layer, inputs,
                            call=lambda q, k, v: layer.forward(q, k, v, attn_mask=mask))
 
 
 @pytest.mark.task5
+@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 4)])
+def test_attention_with_an_integer_01_mask_matches_numerical_gradient(float64, shape):
+    layer = MultiHeadAttention(4, 2)
+    mask = (np.random.default_rng(6).random(shape) < 0.6).astype(np.int64)
+    mask[..., 0] = 1
+    assert (mask == 0).any()
+    inputs = (randn(1, 2, 3, 4), randn(2, 2, 4, 4), randn(3, 2, 4, 4))
+    assert_gradients_match(layer, inputs,
+                           call=lambda q, k, v: layer.forward(q, k, v, attn_mask=mask))
+    blocked = np.broadcast_to(mask == 0, (2, 3, 4))[:, None]  # against (N, num_heads, S, T)
+    assert_close(np.where(blocked, layer.attn_weights, 0.0), np.zeros((2, 2, 3, 4)),
+                 "weights of the blocked keys", rtol=0)
+
+
+@pytest.mark.task5
 def test_attention_dropout_backward_matches_numerical_gradient(float64):
     layer = MultiHeadAttention(4, 2, dropout=0.3)
-
-    def call(x):
-        backend.seed(0)
-        return layer.forward(x)
-
-    assert_gradients_match(layer, (randn(1, 2, 5, 4),), call=call)
+    assert_gradients_match(layer, (randn(1, 2, 5, 4),), call=with_fixed_masks(layer.forward))
     assert (layer.attn_drop.mask == 0).any()
 
 
@@ -159,14 +169,15 @@ def test_fully_blocked_row_matches_torch_on_other_rows_and_is_zero(float64):
     layer = MultiHeadAttention(4, 2)
     mask = mask_with_fully_blocked_row()
     inputs = (randn(1, 2, 3, 4), randn(2, 2, 4, 4), randn(3, 2, 4, 4))
+    randomize_parameters(layer)
     out = layer.forward(*inputs, attn_mask=mask)
     torch_mask = torch.from_numpy(~mask).repeat_interleave(layer.num_heads, dim=0)
     out_t, weights_t, _, _ = torch_attention(layer, inputs, np.zeros(out.shape), torch_mask)
     rows = mask.any(axis=-1)
-    assert max_abs_diff(out[rows], out_t[torch.from_numpy(rows)]) <= TORCH_TOL
+    assert_close(out[rows], out_t[torch.from_numpy(rows)], "rows that attend vs torch")
     weights_rows = layer.attn_weights.transpose(0, 2, 1, 3)[rows]
     weights_rows_t = weights_t.transpose(1, 2)[torch.from_numpy(rows)]
-    assert max_abs_diff(weights_rows, weights_rows_t) <= TORCH_TOL
+    assert_close(weights_rows, weights_rows_t, "weights of the rows that attend vs torch")
     # A query that may attend to nothing gets a zero context: only out_proj's bias is left.
     np.testing.assert_allclose(out[1, 2], layer.out_proj.params["bias"])
 
@@ -207,16 +218,13 @@ def test_attention_rejects_additive_float_mask():
 
 
 @pytest.mark.task5
-def test_attention_keeps_float32():
-    layer = MultiHeadAttention(8, 2, dropout=0.2)
+@pytest.mark.parametrize("mask_dtype", [bool, np.int64])
+def test_attention_in_float32_follows_float64(mask_dtype):
     rng = np.random.default_rng(0)
-    query = rng.standard_normal((2, 3, 8)).astype(np.float32)
-    key = rng.standard_normal((2, 4, 8)).astype(np.float32)
-    mask = rng.random((3, 4)) < 0.7
-    out = layer.forward(query, key, key, attn_mask=mask)
-    assert out.dtype == np.float32 and layer.attn_weights.dtype == np.float32
-    assert all(d.dtype == np.float32 for d in layer.backward(np.ones_like(out)))
-    assert all(g.dtype == np.float32 for _, _, g in layer.parameters())
+    mask = (rng.random((3, 4)) < 0.7).astype(mask_dtype)
+    inputs = (rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 4, 8)))
+    assert_float32_matches_float64(lambda: MultiHeadAttention(8, 2), inputs,
+                                   call=lambda layer, q, k: layer.forward(q, k, attn_mask=mask))
 
 
 @pytest.mark.task5

@@ -2,20 +2,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from cs_vit import backend
 from cs_vit.layers import Dropout
-from tests.gradcheck import assert_gradients_match
+from tests.gradcheck import assert_gradients_match, with_fixed_masks
 
 
 def test_dropout_backward_matches_numerical_gradient(float64):
     layer = Dropout(0.3)
-
-    def forward_with_fixed_mask(x):
-        backend.seed(0)
-        return layer.forward(x)
-
     x = np.random.default_rng(1).standard_normal((3, 4, 5))
-    assert_gradients_match(layer, (x,), call=forward_with_fixed_mask)
+    assert_gradients_match(layer, (x,), call=with_fixed_masks(layer.forward))
 
 
 def test_dropout_backward_uses_the_forward_mask():

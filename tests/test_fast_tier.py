@@ -27,6 +27,7 @@ from cs_vit.layers import (
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import clip_grad_norm, make_optimizer
 from cs_vit.solvers import ClassificationSolverViT
+from tests.gradcheck import randomize_parameters
 
 TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 TINY = dict(image_size=8, patch_size=4, in_channels=3, num_classes=5, embed_dim=8, depth=2,
@@ -82,10 +83,7 @@ def forward_backward(layer, inputs, dout_seed=11, **kwargs):
 def randomized(make_layer, dtype, seed=3):
     """``make_layer()`` built in ``dtype``, every parameter drawn at random (norms too)."""
     with backend.precision(dtype):
-        layer = make_layer()
-    for i, (_, value, _) in enumerate(layer.parameters()):
-        value[...] = randn(seed + i, *value.shape, dtype=dtype) * 0.5
-    return layer
+        return randomize_parameters(make_layer(), seed)
 
 
 def test_the_fast_tier_is_on_by_default_and_switches_off():

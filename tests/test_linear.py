@@ -4,7 +4,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from cs_vit.layers import Linear
-from tests.gradcheck import assert_gradients_match, assert_matches_torch
+from tests.gradcheck import (
+    assert_float32_matches_float64, assert_gradients_match, assert_matches_torch,
+)
 
 
 def test_linear_backward_matches_numerical_gradient(float64):
@@ -21,10 +23,20 @@ def test_linear_matches_torch_forward_and_backward(float64):
 
 
 def test_linear_without_bias_has_only_a_weight():
+    assert list(Linear(3, 2, bias=False).params) == ["weight"]
+
+
+def test_linear_without_bias_backward_matches_numerical_gradient(float64):
     layer = Linear(3, 2, bias=False)
-    assert list(layer.params) == ["weight"]
-    layer.forward(np.ones((1, 3), dtype=np.float32))
-    assert layer.backward(np.ones((1, 2), dtype=np.float32)).shape == (1, 3)
+    x = np.random.default_rng(1).standard_normal((4, 3))
+    assert set(assert_gradients_match(layer, (x,))) == {"dx0", "weight"}
+
+
+def test_linear_without_bias_matches_torch_forward_and_backward(float64):
+    layer = Linear(6, 3, bias=False)
+    ref = torch.nn.Linear(6, 3, bias=False).double()
+    x = np.random.default_rng(2).standard_normal((4, 2, 6))
+    assert_matches_torch(layer, ref, x, {"weight": ref.weight})
 
 
 def test_linear_rejects_wrong_feature_size():
@@ -32,11 +44,10 @@ def test_linear_rejects_wrong_feature_size():
         Linear(4, 2).forward(np.ones((3, 5), dtype=np.float32))
 
 
-def test_linear_keeps_float32():
-    layer = Linear(4, 2)
-    out = layer.forward(np.ones((3, 4), dtype=np.float32))
-    assert out.dtype == np.float32
-    assert layer.backward(np.ones_like(out)).dtype == np.float32
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_in_float32_follows_float64(bias):
+    x = np.random.default_rng(3).standard_normal((3, 2, 4))
+    assert_float32_matches_float64(lambda: Linear(4, 2, bias=bias), (x,))
 
 
 @settings(max_examples=20, deadline=None)

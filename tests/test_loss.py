@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from cs_vit.gradient_check import eval_numerical_gradient, rel_error
 from cs_vit.layers import softmax_cross_entropy
-from tests.gradcheck import GRAD_TOL, TORCH_TOL, max_abs_diff
+from tests.gradcheck import FLOAT32_RTOL, GRAD_TOL, TORCH_RTOL, assert_close
 
 
 def random_problem(N, K, seed, scale=1.0):
@@ -39,8 +39,8 @@ def test_loss_matches_torch_cross_entropy(label_smoothing):
     loss_t, dlogits_t = torch_cross_entropy(logits, labels, label_smoothing)
     loss, dlogits = softmax_cross_entropy(logits, labels, label_smoothing)
     assert isinstance(loss, float)
-    assert abs(loss - loss_t) <= TORCH_TOL
-    assert max_abs_diff(dlogits, dlogits_t) <= TORCH_TOL
+    assert loss == pytest.approx(loss_t, rel=TORCH_RTOL, abs=0)
+    assert_close(dlogits, dlogits_t, "dlogits vs torch")
 
 
 @pytest.mark.task6
@@ -52,8 +52,8 @@ def test_loss_is_stable_for_huge_logits(label_smoothing):
     loss_t, dlogits_t = torch_cross_entropy(logits, labels, label_smoothing)
     loss, dlogits = softmax_cross_entropy(logits, labels, label_smoothing)
     assert np.isfinite(loss) and np.all(np.isfinite(dlogits))
-    assert abs(loss - loss_t) <= TORCH_TOL
-    assert max_abs_diff(dlogits, dlogits_t) <= TORCH_TOL
+    assert loss == pytest.approx(loss_t, rel=TORCH_RTOL, abs=0)
+    assert_close(dlogits, dlogits_t, "dlogits vs torch")
 
 
 @pytest.mark.task6
@@ -64,10 +64,14 @@ def test_loss_is_stable_for_huge_float32_logits():
 
 
 @pytest.mark.task6
-def test_loss_keeps_logits_dtype_for_the_gradient():
-    logits, labels = random_problem(3, 4, seed=4)
-    _, dlogits = softmax_cross_entropy(logits.astype(np.float32), labels)
-    assert dlogits.dtype == np.float32
+def test_loss_of_float32_logits_follows_float64_and_keeps_their_dtype():
+    logits, labels = random_problem(3, 4, seed=4, scale=3.0)
+    logits32 = logits.astype(np.float32)
+    loss32, dlogits32 = softmax_cross_entropy(logits32, labels, 0.1)
+    loss64, dlogits64 = softmax_cross_entropy(logits32.astype(np.float64), labels, 0.1)
+    assert dlogits32.dtype == np.float32
+    assert loss32 == pytest.approx(loss64, rel=FLOAT32_RTOL)
+    assert_close(dlogits32, dlogits64, "float32 dlogits vs float64", rtol=FLOAT32_RTOL)
 
 
 @pytest.mark.task6

@@ -6,6 +6,8 @@ import torch
 
 from cs_vit.layers import Linear
 from cs_vit.optim import SGD, Adam, AdamW, clip_grad_norm, decays
+from tests.gradcheck import FLOAT32_RTOL, assert_all_close
+from tests.gradcheck import torch_optimizer as torch_optimizer_over
 
 SHAPES = {
     "patch_embed.proj.weight": (4, 3),
@@ -57,15 +59,9 @@ def run(optimizer, params, grads, lrs):
 def torch_optimizer(torch_cls, params, kwargs):
     kwargs = dict(kwargs)
     decay_everything = "no_decay" in kwargs and kwargs.pop("no_decay") is None
-    weight_decay = kwargs.pop("weight_decay", 0.0)
     tensors = {name: torch.tensor(value, requires_grad=True) for name, value, _ in params}
-    groups = [
-        {"params": [t for n, t in tensors.items() if decay_everything or n in DECAYED],
-         "weight_decay": weight_decay},
-        {"params": [t for n, t in tensors.items() if not (decay_everything or n in DECAYED)],
-         "weight_decay": 0.0},
-    ]
-    return torch_cls([g for g in groups if g["params"]], **kwargs), tensors
+    decayed = set(tensors) if decay_everything else DECAYED
+    return torch_optimizer_over(torch_cls, tensors, decayed, **kwargs), tensors
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -121,13 +117,21 @@ def test_load_state_dict_rejects_state_of_other_parameters():
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_float32_params_stay_float32(config):
+def test_float32_params_stay_float32_and_follow_float64(config):
     ours_cls, _, kwargs = CONFIGS[config]
-    params = make_params(np.float32)
-    optimizer = ours_cls(params, **kwargs)
-    run(optimizer, params, gradient_stream(3, np.float32), [0.01] * 3)
-    assert all(value.dtype == np.float32 for _, value, _ in params)
+    runs = {}
+    for dtype in (np.float64, np.float32):  # the same float32-rounded start and gradients
+        params = make_params(np.float32)
+        params = [(name, value.astype(dtype), grad.astype(dtype)) for name, value, grad in params]
+        optimizer = ours_cls(params, **kwargs)
+        grads = [{name: grad.astype(dtype) for name, grad in step.items()}
+                 for step in gradient_stream(3, np.float32)]
+        run(optimizer, params, grads, [0.01] * 3)
+        runs[dtype] = params
+    assert all(value.dtype == np.float32 for _, value, _ in runs[np.float32])
     assert all(a.dtype == np.float32 for bufs in optimizer.state.values() for a in bufs.values())
+    assert_all_close({name: (value, expected) for (name, value, _), (_, expected, _)
+                      in zip(runs[np.float32], runs[np.float64])}, "the float64 run", FLOAT32_RTOL)
 
 
 def test_zero_grad_zeros_grad_buffers_in_place():

@@ -11,7 +11,9 @@ from cs_vit.layers import (
     SinusoidalPositionalEncoding,
     SinusoidalPositionalEncoding2D,
 )
-from tests.gradcheck import assert_close, assert_gradients_match
+from tests.gradcheck import (
+    assert_close, assert_float32_matches_float64, assert_gradients_match, with_fixed_masks,
+)
 
 
 EXPECTED = json.loads((Path(__file__).parent / "expected" / "positional.json").read_text())
@@ -23,7 +25,7 @@ def test_sinusoidal_values_match_the_stored_table(float64, embed_dim):
     layer = SinusoidalPositionalEncoding(embed_dim, max_len=12)
     out = layer.forward(np.zeros((1, 12, embed_dim)))
     expected = np.array(EXPECTED["sincos1d"][f"T=12,dim={embed_dim}"])
-    assert_close(out[0], expected, "sin-cos table", tol=1e-12)
+    assert_close(out[0], expected, "sin-cos table", rtol=1e-12)
 
 
 @pytest.mark.task2
@@ -33,7 +35,7 @@ def test_sinusoidal_2d_values_match_the_stored_table(float64, grid_size, prefix)
     gh, gw = layer.grid_size
     out = layer.forward(np.zeros((1, prefix + gh * gw, 8)))
     expected = np.array(EXPECTED["sincos2d"][f"grid={gh}x{gw},dim=8,prefix={prefix}"])
-    assert_close(out[0], expected, "2-D sin-cos table", tol=1e-12)
+    assert_close(out[0], expected, "2-D sin-cos table", rtol=1e-12)
 
 
 @pytest.mark.task2
@@ -60,12 +62,12 @@ def test_sinusoidal_tables_are_buffers_not_parameters():
 
 
 @pytest.mark.task2
-def test_positional_encodings_keep_float32():
-    for layer in (SinusoidalPositionalEncoding(8), SinusoidalPositionalEncoding2D(8, 2),
-                  LearnedPositionalEmbedding(4, 8)):
-        out = layer.forward(np.ones((2, 4, 8), dtype=np.float32))
-        assert out.dtype == np.float32
-        assert layer.backward(np.ones_like(out)).dtype == np.float32
+def test_positional_encodings_in_float32_follow_float64():
+    x = np.random.default_rng(3).standard_normal((2, 4, 8))
+    for make_layer in (lambda: SinusoidalPositionalEncoding(8),
+                       lambda: SinusoidalPositionalEncoding2D(8, 2),
+                       lambda: LearnedPositionalEmbedding(4, 8)):
+        assert_float32_matches_float64(make_layer, (x,))
 
 
 @pytest.mark.task2
@@ -79,6 +81,19 @@ def test_positional_backward_matches_numerical_gradient(float64, make_layer):
     x = np.random.default_rng(1).standard_normal((2, 3, 4))
     errors = assert_gradients_match(layer, (x,))
     assert set(errors) == {"dx0"} | {name for name, _, _ in layer.parameters()}
+
+
+@pytest.mark.task2
+@pytest.mark.parametrize("make_layer", [
+    lambda: SinusoidalPositionalEncoding(4, max_len=10, dropout=0.5),
+    lambda: SinusoidalPositionalEncoding2D(4, (1, 3), dropout=0.5),
+    lambda: LearnedPositionalEmbedding(3, 4, dropout=0.5),
+])
+def test_positional_dropout_backward_matches_numerical_gradient(float64, make_layer):
+    layer = make_layer()
+    x = np.random.default_rng(1).standard_normal((2, 3, 4))
+    assert_gradients_match(layer, (x,), call=with_fixed_masks(layer.forward))
+    assert (layer.dropout.mask == 0).any()
 
 
 @pytest.mark.task2

@@ -14,6 +14,7 @@ import sys
 import time
 
 from cs_vit import backend, tiers
+from cs_vit.optim.schedules import SCHEDULES
 from cs_vit.recipes import RECIPES
 from cs_vit.release import add_release_parser
 
@@ -59,6 +60,10 @@ def _add_train_parser(subparsers):
     p.add_argument("--weight-decay", type=NON_NEGATIVE)
     p.add_argument("--warmup-epochs", type=NON_NEGATIVE)
     p.add_argument("--label-smoothing", type=FRACTION)
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+                   help="learning-rate schedule; the recipes' warmup is for 'cosine'")
+    p.add_argument("--lr-step-epochs", type=NON_NEGATIVE,
+                   help="with --schedule step: epochs between two drops of the lr (each x0.1)")
     p.add_argument("--dropout", type=FRACTION, help="drop probability, in [0, 1)")
     for flag in MODEL_FLAGS:
         p.add_argument("--" + flag.replace("_", "-"), type=POSITIVE_INT)
@@ -112,6 +117,8 @@ def resolve_settings(args):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     model["dropout"] = settings.pop("dropout")
+    if args.schedule != "cosine" and args.warmup_epochs is None:
+        settings["warmup_epochs"] = 0.0  # a recipe's warmup belongs to its cosine schedule
     return model, settings
 
 
@@ -154,7 +161,7 @@ def _restore_args(args, run_dir):
                  quiet=args.quiet, reference=args.reference)
     if args.epochs is not None:
         saved["epochs"] = args.epochs
-    return argparse.Namespace(**saved)
+    return argparse.Namespace(**{**defaults, **saved})  # flags added since the run: defaults
 
 
 def train(args):
@@ -180,7 +187,8 @@ def train(args):
         batch_size=settings["batch_size"], warmup_epochs=settings["warmup_epochs"],
         label_smoothing=settings["label_smoothing"], augment=False if args.no_augment else settings["augment"],
         seed=args.seed, checkpoint_dir=run_dir, resume=args.resume, verbose=not args.quiet,
-        data_on_device=not args.data_on_host)
+        data_on_device=not args.data_on_host, schedule=args.schedule,
+        lr_step_epochs=args.lr_step_epochs)
     started = time.perf_counter()
     results = solver.train(args.device)
     seconds = time.perf_counter() - started

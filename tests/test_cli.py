@@ -38,6 +38,16 @@ def test_train_with_flags_then_resume_to_more_epochs_and_evaluate(tmp_path, caps
     assert f"test accuracy {history['best_test_acc']:.4f}" in out
 
 
+@pytest.mark.task7
+def test_train_with_a_step_schedule_drops_the_lr_every_lr_step_epochs(tmp_path):
+    run_cli("train", "--epochs", "2", "--embed-dim", "16", "--depth", "1", "--lr", "0.002",
+            "--schedule", "step", "--lr-step-epochs", "1", "--out", str(tmp_path), "--quiet")
+    lrs = json.loads((tmp_path / "history.json").read_text())["lr_history"]
+    steps_per_epoch = len(lrs) // 2
+    assert lrs == pytest.approx([0.002] * steps_per_epoch + [0.0002] * steps_per_epoch,
+                                rel=1e-12)
+
+
 def test_resume_needs_a_run_folder(tmp_path):
     with pytest.raises(SystemExit, match="--resume needs --out"):
         run_cli("train", "--resume")

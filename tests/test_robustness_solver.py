@@ -95,6 +95,14 @@ def test_solver_arguments_of_the_wrong_type_or_range_are_refused(data, arg, valu
     ({"warmup_epochs": 5}, r"warmup_steps \(25\) must not exceed total_steps \(10\)"),
     ({"resume": True}, "resume=True needs checkpoint_dir"),
     ({"grad_clip": -1.0}, "grad_clip must be a finite number >= 0, got -1.0"),
+    ({"schedule": "step"}, "schedule='step' needs lr_step_epochs, the number of epochs"),
+    ({"lr_step_epochs": 2}, "lr_step_epochs only applies to schedule='step', not 'cosine'"),
+    ({"schedule": "constant", "min_lr": 1e-4}, "min_lr only applies to schedule='cosine', not "
+                                               "'constant'"),
+    ({"schedule": "step", "lr_step_epochs": 1, "warmup_epochs": 1},
+     "warmup_epochs only applies to schedule='cosine', not 'step'"),
+    ({"schedule": "step", "lr_step_epochs": 0.1}, "lr_step_epochs=0.1 is less than one step of "
+                                                  "the 5 per epoch; give at least 0.2 epochs"),
 ])
 def test_bad_options_are_refused_when_the_solver_is_built(data, options, match):
     with pytest.raises(ValueError, match=match):

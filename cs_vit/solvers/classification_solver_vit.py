@@ -34,7 +34,9 @@ DEFAULT_OPTIONS = {
     "momentum": 0.9,            # SGD only
     "schedule": "cosine",       # "cosine" (with warmup) | "step" | "constant"
     "warmup_epochs": 0.0,       # linear warmup length, in epochs (fractions allowed)
-    "min_lr": 0.0,
+    "min_lr": 0.0,              # "cosine" only: the lr it ends at
+    "lr_step_epochs": None,     # "step" only: the lr is multiplied by 0.1 every this many
+                                # epochs (fractions allowed; rounded to whole steps)
     "label_smoothing": 0.0,
     "augment": None,            # None: on for CIFAR-10 / image folders, off for digits
     "grad_clip": None,          # max global gradient norm, or None
@@ -46,6 +48,8 @@ DEFAULT_OPTIONS = {
                                 # step copies a batch; False: each batch goes over (less GPU memory)
     "verbose": True,
 }
+# Options of one learning-rate schedule only, and that schedule.
+SCHEDULE_OPTIONS = {"warmup_epochs": "cosine", "min_lr": "cosine", "lr_step_epochs": "step"}
 # Options a resumed run may change; every other setting must match the checkpoint's.
 FREE_ON_RESUME = ("checkpoint_dir", "resume", "eval_batch_size", "data_on_device", "verbose")
 
@@ -71,8 +75,9 @@ class ClassificationSolverViT:
 
     Datasets may be cs_vit datasets, torchvision datasets or (images, labels) tuples.
     ``results`` holds per-epoch ``train_loss``, ``train_acc@1``, ``test_loss``,
-    ``test_acc@1`` (accuracies in [0, 1]), ``best_test_acc``, ``best_epoch``, and
-    per-iteration ``loss_history``, ``lr_history``, ``grad_norm_history``.
+    ``test_acc@1`` (accuracies in [0, 1]), ``best_test_acc``, ``best_epoch`` (the epoch
+    kept, counted from 1), and per-iteration ``loss_history``, ``lr_history`` (the lr of
+    each step) and ``grad_norm_history`` (the gradient norm before clipping).
     """
 
     def __init__(self, train_data, test_data, model, num_epochs=2, learning_rate=1e-3,
@@ -113,9 +118,21 @@ class ClassificationSolverViT:
                              f"got {options['label_smoothing']}")
         if options["grad_clip"] is not None:
             finite_non_negative("grad_clip", options["grad_clip"])
+        self._check_schedule_options()
         positive_int("eval_batch_size", options["eval_batch_size"])
         if not isinstance(options["data_on_device"], bool):
             raise TypeError(f"data_on_device must be True or False, got {options['data_on_device']!r}")
+
+    def _check_schedule_options(self):
+        """The step schedule gets its step size; no schedule gets another's option."""
+        schedule = self.options["schedule"]
+        if schedule == "step" and self.options["lr_step_epochs"] is None:
+            raise ValueError("schedule='step' needs lr_step_epochs, the number of epochs "
+                             "between two drops of the learning rate (each x0.1)")
+        for option, owner in SCHEDULE_OPTIONS.items():
+            if self.options[option] and schedule != owner:
+                raise ValueError(f"{option} only applies to schedule={owner!r}, not "
+                                 f"{schedule!r}; leave it out or use schedule={owner!r}")
 
     def _check_fit(self):
         """Clear errors for data that cannot train this model."""
@@ -145,8 +162,20 @@ class ClassificationSolverViT:
     def _build_schedule(self):
         total = self.num_epochs * self.steps_per_epoch
         warmup = int(round(self.options["warmup_epochs"] * self.steps_per_epoch))
-        extra = {"min_lr": self.options["min_lr"]} if self.options["schedule"] == "cosine" else {}
-        return make_schedule(self.options["schedule"], self.learning_rate, total, warmup, **extra)
+        name = self.options["schedule"]
+        extra = ({"min_lr": self.options["min_lr"]} if name == "cosine" else
+                 {"step_size": self._lr_step_size()} if name == "step" else {})
+        return make_schedule(name, self.learning_rate, total, warmup, **extra)
+
+    def _lr_step_size(self):
+        """``lr_step_epochs`` in steps, at least one."""
+        epochs = self.options["lr_step_epochs"]
+        steps = int(round(finite_non_negative("lr_step_epochs", epochs) * self.steps_per_epoch))
+        if steps < 1:
+            raise ValueError(f"lr_step_epochs={epochs} is less than one step of the "
+                             f"{self.steps_per_epoch} per epoch; give at least "
+                             f"{1 / self.steps_per_epoch:.3g} epochs")
+        return steps
 
     def train(self, device="cpu"):
         """Train for ``num_epochs`` on ``device`` ("cpu" or "cuda"); returns ``results``."""

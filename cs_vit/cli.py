@@ -64,6 +64,9 @@ def _add_train_parser(subparsers):
                    help="learning-rate schedule; the recipes' warmup is for 'cosine'")
     p.add_argument("--lr-step-epochs", type=NON_NEGATIVE,
                    help="with --schedule step: epochs between two drops of the lr (each x0.1)")
+    p.add_argument("--val-split", type=FRACTION,
+                   help="hold out this fraction of the training images to choose the best "
+                        "epoch on; the test set is then evaluated once, at the end")
     p.add_argument("--dropout", type=FRACTION, help="drop probability, in [0, 1)")
     for flag in MODEL_FLAGS:
         p.add_argument("--" + flag.replace("_", "-"), type=POSITIVE_INT)
@@ -188,13 +191,16 @@ def train(args):
         label_smoothing=settings["label_smoothing"], augment=False if args.no_augment else settings["augment"],
         seed=args.seed, checkpoint_dir=run_dir, resume=args.resume, verbose=not args.quiet,
         data_on_device=not args.data_on_host, schedule=args.schedule,
-        lr_step_epochs=args.lr_step_epochs)
+        lr_step_epochs=args.lr_step_epochs, val_split=args.val_split)
     started = time.perf_counter()
     results = solver.train(args.device)
     seconds = time.perf_counter() - started
     write_run_outputs(run_dir, solver, test_data, model_config, settings, seconds)
     print(f"\nbest test accuracy {results['best_test_acc']:.4f} (epoch {results['best_epoch']}) "
           f"in {seconds:.1f} s")
+    if solver.val_data is not None:
+        print(f"  (epoch chosen on validation accuracy {results['best_val_acc']:.4f}, "
+              f"{len(solver.val_data)} training images held out; test set evaluated once)")
     print(f"run folder: {os.path.abspath(run_dir)}")
     for name in ("model.npz", "history.json", "curves.png", "confusion_matrix.png"):
         print(f"  {name}")

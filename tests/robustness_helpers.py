@@ -1,4 +1,6 @@
 """A tiny digits problem shared by the robustness tests (solver, checkpoints, kill/resume)."""
+import pytest
+
 from cs_vit import backend
 from cs_vit.data import ArrayDataset, load_digits
 from cs_vit.models import VisionTransformer
@@ -24,3 +26,16 @@ def tiny_solver(data, num_epochs=2, model=None, **options):
     options = {"verbose": False, "augment": True, **options}
     return ClassificationSolverViT(*data, model, num_epochs=num_epochs, learning_rate=2e-3,
                                    weight_decay=0.05, batch_size=32, **options)
+
+
+def stop_after_epoch_1(solver):
+    """Train ``solver`` until its first checkpoint is written, then stop as if killed."""
+    save = solver._save
+
+    def save_then_stop(path):
+        save(path)
+        raise KeyboardInterrupt
+
+    solver._save = save_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        solver.train("cpu")

@@ -48,6 +48,17 @@ def test_train_with_a_step_schedule_drops_the_lr_every_lr_step_epochs(tmp_path):
                                 rel=1e-12)
 
 
+@pytest.mark.task7
+def test_train_with_a_validation_split_evaluates_the_test_set_once(tmp_path, capsys):
+    run_cli("train", "--epochs", "2", "--embed-dim", "16", "--depth", "1", "--val-split", "0.2",
+            "--out", str(tmp_path), "--quiet")
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history["val_acc@1"]) == 2 and len(history["test_acc@1"]) == 1
+    assert history["best_val_acc"] == max(history["val_acc@1"])
+    assert history["best_test_acc"] == history["test_acc@1"][0]
+    assert "epoch chosen on validation accuracy" in capsys.readouterr().out
+
+
 def test_resume_needs_a_run_folder(tmp_path):
     with pytest.raises(SystemExit, match="--resume needs --out"):
         run_cli("train", "--resume")

@@ -13,7 +13,7 @@ import pytest
 from cs_vit import backend
 from cs_vit.io import atomic_savez, load_npz
 from cs_vit.solvers.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from tests.robustness_helpers import tiny_digits, tiny_solver
+from tests.robustness_helpers import stop_after_epoch_1, tiny_digits, tiny_solver
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREVIOUS = {"weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
@@ -161,19 +161,6 @@ def test_the_checkpoint_holds_the_generator_states_of_the_next_epoch(finished_ru
     assert meta["rng_state"]["backend"] == backend.get_rng_state()
 
 
-def _stop_after_epoch_1(solver):
-    """Train ``solver`` until its first checkpoint is written, then stop as if killed."""
-    save = solver._save
-
-    def save_then_stop(path):
-        save(path)
-        raise KeyboardInterrupt
-
-    solver._save = save_then_stop
-    with pytest.raises(KeyboardInterrupt):
-        solver.train("cpu")
-
-
 @pytest.fixture(scope="module")
 def straight_losses(data):
     """A function giving the loss history of an uninterrupted run (trained at the first call)."""
@@ -197,7 +184,7 @@ def test_resume_draws_from_the_generator_states_in_the_checkpoint(data, tmp_path
                                                                   generator, other_state):
     """Epoch 2 of a resumed run follows the checkpoint's generator state, whatever it is."""
     first, second = tmp_path / "first", tmp_path / "second"
-    _stop_after_epoch_1(tiny_solver(data, checkpoint_dir=first))
+    stop_after_epoch_1(tiny_solver(data, checkpoint_dir=first))
 
     def replace_state(model, best, optim, meta):
         meta["rng_state"][generator] = other_state

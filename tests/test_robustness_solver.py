@@ -103,6 +103,9 @@ def test_solver_arguments_of_the_wrong_type_or_range_are_refused(data, arg, valu
      "warmup_epochs only applies to schedule='cosine', not 'step'"),
     ({"schedule": "step", "lr_step_epochs": 0.1}, "lr_step_epochs=0.1 is less than one step of "
                                                   "the 5 per epoch; give at least 0.2 epochs"),
+    ({"val_split": 1.0}, r"val_split is the fraction .* must lie in \[0, 1\), got 1.0"),
+    ({"val_split": 0.001}, "val_split: holding out a fraction 0.001 of the 160 images of digits "
+                           "leaves 0 held out and 160 to train on"),
 ])
 def test_bad_options_are_refused_when_the_solver_is_built(data, options, match):
     with pytest.raises(ValueError, match=match):

@@ -125,6 +125,16 @@ def test_plot_history_reads_the_solvers_results_keys():
     assert "best test: 45.0% (epoch 2)" in figure_texts(fig)
 
 
+def test_plot_history_of_a_validation_split_marks_the_test_accuracy_read_once():
+    results = {"loss_history": [2.0, 1.8, 1.7, 1.5], "lr_history": [1e-3] * 4,
+               "train_loss": [1.9, 1.6], "val_loss": [1.8, 1.7], "test_loss": [1.75],
+               "train_acc@1": [0.3, 0.5], "val_acc@1": [0.4, 0.35], "test_acc@1": [0.38],
+               "best_val_acc": 0.4, "best_epoch": 1, "best_test_acc": 0.38}
+    texts = figure_texts(viz.plot_history(results))
+    assert "best validation: 40.0% (epoch 1)" in texts and "test, read once: 38.0%" in texts
+    assert "validation (epoch)" in texts and "test (epoch)" not in texts
+
+
 def test_plot_history_rejects_an_empty_loss_history():
     with pytest.raises(ValueError, match="loss_history"):
         viz.plot_history({"loss_history": [], "test_acc_history": [0.5]})

@@ -11,7 +11,7 @@ dataset is made once on the active backend (the GPU on CuPy) and batches are cut
 """
 from cs_vit.data.cifar10 import load_cifar10
 from cs_vit.data.convert import as_dataset
-from cs_vit.data.dataset import ArrayDataset
+from cs_vit.data.dataset import ArrayDataset, hold_out
 from cs_vit.data.digits import load_digits
 from cs_vit.data.download import DownloadError, download_file, extract_tar, md5_of
 from cs_vit.data.idx import load_fashion_mnist, load_mnist, read_idx
@@ -29,7 +29,7 @@ from cs_vit.data.transforms import (
 )
 
 __all__ = [
-    "ArrayDataset", "as_dataset", "load_dataset", "default_root", "DATASET_NAMES",
+    "ArrayDataset", "hold_out", "as_dataset", "load_dataset", "default_root", "DATASET_NAMES",
     "load_cifar10", "load_mnist", "load_fashion_mnist", "load_image_folder", "load_digits",
     "read_idx", "BatchLoader", "iterate_batches", "default_augment",
     "DATASET_STATS", "channel_stats", "normalize", "random_crop", "random_horizontal_flip",

@@ -107,3 +107,21 @@ def _check_stat(what, values, channels):
     if what == "std" and min(values) <= 0:
         raise ValueError(f"std must be positive for every channel, got {values}")
     return values
+
+
+def hold_out(dataset, fraction, rng):
+    """(rest, held_out): ``round(fraction * N)`` images of ``dataset`` set aside, drawn by ``rng``.
+
+    For a validation split carved from a training set. The same generator state picks
+    the same images. Both parts keep the dataset's name, class names and mean/std, so
+    they are normalised alike (and augmented alike: the name decides the default).
+    """
+    n_held = round(fraction * len(dataset))
+    if not 1 <= n_held < len(dataset):
+        raise ValueError(f"holding out a fraction {fraction} of the {len(dataset)} images of "
+                         f"{dataset.name} leaves {n_held} held out and {len(dataset) - n_held} "
+                         "to train on; both need at least one image")
+    order = rng.permutation(len(dataset))
+    held, rest = np.sort(order[:n_held]), np.sort(order[n_held:])
+    return tuple(ArrayDataset(dataset.images[part], dataset.labels[part], dataset.class_names,
+                              dataset.mean, dataset.std, dataset.name) for part in (rest, held))

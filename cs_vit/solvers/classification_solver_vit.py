@@ -5,6 +5,10 @@
     solver.train("cpu")                    # or "cuda" for the CuPy backend
     solver.results["best_test_acc"]
 
+Like CS231n's solver it keeps the epoch whose test accuracy is best, so that figure is
+chosen on the test set. ``val_split=0.1`` holds out 10% of the training images instead:
+the epoch is chosen on them, and the test set is read once, by the model kept.
+
 Every epoch draws its shuffling, augmentation and dropout from generators seeded
 by (seed, epoch). The checkpoint written after each epoch holds those generators'
 states for the next epoch, with the parameters, optimizer state and counters, so a
@@ -22,7 +26,7 @@ from tqdm.auto import tqdm
 
 from cs_vit import backend
 from cs_vit.checks import finite_non_negative, positive_int
-from cs_vit.data import as_dataset, default_augment, iterate_batches
+from cs_vit.data import as_dataset, default_augment, hold_out, iterate_batches
 from cs_vit.layers import no_grad, softmax_cross_entropy
 from cs_vit.optim import OPTIMIZERS, clip_grad_norm, make_optimizer, make_schedule, set_lr
 from cs_vit.solvers.checkpoint import (
@@ -41,6 +45,8 @@ DEFAULT_OPTIONS = {
     "augment": None,            # None: on for CIFAR-10 / image folders, off for digits
     "grad_clip": None,          # max global gradient norm, or None
     "seed": 0,
+    "val_split": None,          # fraction of train_data held out to choose the best epoch on
+                                # (drawn by seed); None or 0: choose on test_data, as CS231n
     "checkpoint_dir": None,     # write checkpoint.npz there after every epoch
     "resume": False,            # continue from checkpoint_dir's checkpoint
     "eval_batch_size": 256,
@@ -62,6 +68,10 @@ def _epoch_seed(seed, epoch):
     return int(numpy.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+# The validation split draws from (seed, VALIDATION_STREAM), apart from each epoch's (seed, epoch).
+VALIDATION_STREAM = 2**32 - 1
+
+
 def _as_split(arg, data):
     """``as_dataset(data)``; its errors name the solver argument the data came in."""
     try:
@@ -78,6 +88,13 @@ class ClassificationSolverViT:
     ``test_acc@1`` (accuracies in [0, 1]), ``best_test_acc``, ``best_epoch`` (the epoch
     kept, counted from 1), and per-iteration ``loss_history``, ``lr_history`` (the lr of
     each step) and ``grad_norm_history`` (the gradient norm before clipping).
+
+    With ``val_split`` the held-out images (``val_data``) are evaluated after every epoch
+    instead, into ``val_loss``, ``val_acc@1`` and ``best_val_acc``; ``best_epoch`` is the
+    epoch of ``best_val_acc``. The test set is evaluated once, after the last epoch, with
+    that epoch's parameters: ``test_loss`` and ``test_acc@1`` hold one value each, and
+    ``best_test_acc`` is that accuracy (the test accuracy of the model chosen on
+    validation, not a maximum over epochs).
     """
 
     def __init__(self, train_data, test_data, model, num_epochs=2, learning_rate=1e-3,
@@ -89,6 +106,9 @@ class ClassificationSolverViT:
         self._check_options()
         self.train_data = _as_split("train_data", train_data)
         self.test_data = _as_split("test_data", test_data)
+        self.val_data = None
+        if self.options["val_split"]:
+            self.train_data, self.val_data = self._hold_out_validation()
         self.model = model
         self.num_epochs = positive_int("num_epochs", num_epochs)
         self.batch_size = positive_int("batch_size", batch_size)
@@ -105,6 +125,8 @@ class ClassificationSolverViT:
         self.results = {"train_loss": [], "train_acc@1": [], "test_loss": [], "test_acc@1": [],
                         "best_test_acc": 0.0, "best_epoch": -1, "loss_history": [],
                         "lr_history": [], "grad_norm_history": []}
+        if self.val_data is not None:
+            self.results.update({"val_loss": [], "val_acc@1": [], "best_val_acc": 0.0})
 
     def _check_options(self):
         options = self.options
@@ -119,9 +141,21 @@ class ClassificationSolverViT:
         if options["grad_clip"] is not None:
             finite_non_negative("grad_clip", options["grad_clip"])
         self._check_schedule_options()
+        if options["val_split"] is not None and finite_non_negative(
+                "val_split", options["val_split"]) >= 1:
+            raise ValueError(f"val_split is the fraction of train_data held out for validation "
+                             f"and must lie in [0, 1), got {options['val_split']}")
         positive_int("eval_batch_size", options["eval_batch_size"])
         if not isinstance(options["data_on_device"], bool):
             raise TypeError(f"data_on_device must be True or False, got {options['data_on_device']!r}")
+
+    def _hold_out_validation(self):
+        """(train part, validation part) of train_data, drawn by the seed."""
+        rng = numpy.random.default_rng([self.options["seed"], VALIDATION_STREAM])
+        try:
+            return hold_out(self.train_data, self.options["val_split"], rng)
+        except ValueError as err:
+            raise ValueError(f"val_split: {err}; use a larger or smaller val_split") from None
 
     def _check_schedule_options(self):
         """The step schedule gets its step size; no schedule gets another's option."""
@@ -188,15 +222,17 @@ class ClassificationSolverViT:
             self._resume(folder)
         else:
             self._seed_epoch(self.epoch)
+        held_out = self.test_data if self.val_data is None else self.val_data
         for epoch in range(self.epoch, self.num_epochs):
             self._train_epoch(epoch)
-            test_loss, test_acc = self.evaluate(self.test_data)
-            self._record_epoch(epoch, test_loss, test_acc)
+            self._record_epoch(epoch, *self.evaluate(held_out))
             self.epoch = epoch + 1
             self._seed_epoch(self.epoch)
             if folder:
                 self._save(checkpoint_path(folder))
         self.model.load_state_dict(self.best_state)
+        if self.val_data is not None:
+            self._record_test(*self.evaluate(self.test_data))
         return self.results
 
     def _seed_epoch(self, epoch):
@@ -253,17 +289,26 @@ class ClassificationSolverViT:
             f"{self.steps_per_epoch}): {what}. The learning rate ({lr:.3g}) is probably too "
             f"high: try a smaller learning_rate, a longer warmup, or grad_clip=1.0.{kept}")
 
-    def _record_epoch(self, epoch, test_loss, test_acc):
-        self.results["test_loss"].append(test_loss)
-        self.results["test_acc@1"].append(test_acc)
-        if self.best_state is None or test_acc > self.results["best_test_acc"]:
-            self.results["best_test_acc"], self.results["best_epoch"] = test_acc, epoch + 1
+    def _record_epoch(self, epoch, loss, acc):
+        """Record the held-out loss and accuracy (validation, else test); keep the best epoch."""
+        held_out = "test" if self.val_data is None else "val"
+        self.results[f"{held_out}_loss"].append(loss)
+        self.results[f"{held_out}_acc@1"].append(acc)
+        if self.best_state is None or acc > self.results[f"best_{held_out}_acc"]:
+            self.results[f"best_{held_out}_acc"], self.results["best_epoch"] = acc, epoch + 1
             self.best_state = self.model.state_dict()
         if self.options["verbose"]:
             tqdm.write(f"epoch {epoch + 1}/{self.num_epochs}: train loss "
                        f"{self.results['train_loss'][-1]:.4f}, train acc "
-                       f"{self.results['train_acc@1'][-1]:.4f}, test loss {test_loss:.4f}, "
-                       f"test acc {test_acc:.4f}")
+                       f"{self.results['train_acc@1'][-1]:.4f}, {held_out} loss {loss:.4f}, "
+                       f"{held_out} acc {acc:.4f}")
+
+    def _record_test(self, loss, acc):
+        """The one test evaluation of a run with a validation split, by the model kept."""
+        self.results.update({"test_loss": [loss], "test_acc@1": [acc], "best_test_acc": acc})
+        if self.options["verbose"]:
+            tqdm.write(f"test acc {acc:.4f}, test loss {loss:.4f} (the model of epoch "
+                       f"{self.results['best_epoch']}, chosen on validation)")
 
     def predict(self, dataset):
         """Class predictions (NumPy, (N,)) of the model in eval mode, plus the mean loss."""

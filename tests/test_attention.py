@@ -163,10 +163,10 @@ def test_fully_blocked_row_matches_torch_on_other_rows_and_is_zero(float64):
     torch_mask = torch.from_numpy(~mask).repeat_interleave(layer.num_heads, dim=0)
     out_t, weights_t, _, _ = torch_attention(layer, inputs, np.zeros(out.shape), torch_mask)
     rows = mask.any(axis=-1)
-    assert max_abs_diff(out[rows], out_t[torch.from_numpy(rows)]) <= TORCH_TOL
+    assert_close(out[rows], out_t[torch.from_numpy(rows)], 'out[rows] vs torch')
     weights_rows = layer.attn_weights.transpose(0, 2, 1, 3)[rows]
     weights_rows_t = weights_t.transpose(1, 2)[torch.from_numpy(rows)]
-    assert max_abs_diff(weights_rows, weights_rows_t) <= TORCH_TOL
+    assert_close(weights_rows, weights_rows_t, 'weights_rows vs torch')
     # A query that may attend to nothing gets a zero context: only out_proj's bias is left.
     np.testing.assert_allclose(out[1, 2], layer.out_proj.params["bias"])
 

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from cs_vit.layers import PatchEmbedding, img_to_patch, patch_to_img
-from tests.gradcheck import TORCH_TOL, assert_close, assert_gradients_match, max_abs_diff
+from tests.gradcheck import assert_close, assert_gradients_match
 
 
 def torch_patches(x, patch_size, flatten_channels=True):
@@ -43,10 +43,10 @@ def test_patch_embedding_matches_torch_conv2d(float64, image_size):
 
     out = layer.forward(x)
     dx = layer.backward(dout)
-    assert max_abs_diff(out, out_t) <= TORCH_TOL
-    assert max_abs_diff(dx, x_t.grad) <= TORCH_TOL
-    assert max_abs_diff(layer.proj.grads["weight"], ref.weight.grad.reshape(D, -1)) <= TORCH_TOL
-    assert max_abs_diff(layer.proj.grads["bias"], ref.bias.grad) <= TORCH_TOL
+    assert_close(out, out_t, 'out vs torch')
+    assert_close(dx, x_t.grad, 'dx vs torch')
+    assert_close(layer.proj.grads["weight"], ref.weight.grad.reshape(D, -1), 'layer.proj.grads["weight"] vs torch')
+    assert_close(layer.proj.grads["bias"], ref.bias.grad, 'layer.proj.grads["bias"] vs torch')
 
 
 def test_patch_embedding_has_grid_attributes_and_torch_init_bound():

@@ -5,9 +5,7 @@ import torchvision
 
 from cs_vit.models import VisionTransformer
 from cs_vit.models.torchvision_convert import to_torch_state_dict
-from tests.gradcheck import (
-    TORCH_TOL, assert_gradients_match, assert_same_parameters, max_abs_diff,
-)
+from tests.gradcheck import assert_close, assert_gradients_match, assert_same_parameters
 
 TINY = dict(image_size=8, patch_size=4, in_channels=2, num_classes=3, embed_dim=8,
             depth=2, num_heads=2, mlp_dim=12)
@@ -46,12 +44,12 @@ def test_vit_matches_torchvision_forward_and_backward(float64):
 
     logits = model.forward(x)
     dx = model.backward(dlogits)
-    assert max_abs_diff(logits, logits_t) <= TORCH_TOL
-    assert max_abs_diff(dx, dx_t) <= TORCH_TOL
+    assert_close(logits, logits_t, 'logits vs torch')
+    assert_close(dx, dx_t, 'dx vs torch')
     grads = {name: grad for name, _, grad in model.parameters()}
     torch_grads = {k: p.grad.numpy() for k, p in tv.named_parameters()}
     for tv_name, ours in to_torch_state_dict(grads, model.config).items():
-        assert max_abs_diff(ours, torch_grads[tv_name]) <= TORCH_TOL, tv_name
+        assert_close(ours, torch_grads[tv_name], f"gradient of {tv_name} vs torch")
 
 
 @pytest.mark.task7
@@ -65,7 +63,7 @@ def test_fixed_positions_become_a_frozen_torchvision_pos_embedding(float64, pos)
     x = images(2, 2, 8)
     with torch.no_grad():
         expected = tv(torch.from_numpy(x)).numpy()
-    assert max_abs_diff(model.eval().forward(x), expected) <= TORCH_TOL
+    assert_close(model.eval().forward(x), expected, 'model.eval().forward(x) vs torch')
 
 
 def test_mean_pooled_vit_has_no_torchvision_twin():
@@ -81,7 +79,7 @@ def test_vit_round_trips_through_torchvision(float64):
     tv.eval()
     with torch.no_grad():
         expected = tv(torch.from_numpy(x)).numpy()
-    assert max_abs_diff(model.eval().forward(x), expected) <= TORCH_TOL
+    assert_close(model.eval().forward(x), expected, 'model.eval().forward(x) vs torch')
     back = VisionTransformer.from_torchvision(tv)
     assert_same_parameters(model, back)
 
@@ -149,12 +147,12 @@ def test_mean_pool_vit_matches_equivalent_torch_model(float64):
     x = images(3, 2, 8)
     dlogits = np.random.default_rng(2).standard_normal((3, 3))
     logits_t, dx_t = run_torch(ref, x, dlogits)
-    assert max_abs_diff(model.forward(x), logits_t) <= TORCH_TOL
-    assert max_abs_diff(model.backward(dlogits), dx_t) <= TORCH_TOL
+    assert_close(model.forward(x), logits_t, 'model.forward(x) vs torch')
+    assert_close(model.backward(dlogits), dx_t, 'model.backward(dlogits) vs torch')
     grads = {name: grad for name, _, grad in model.parameters()}
     for name, tname in names.items():
         expected = torch_params[tname].grad.reshape(grads[name].shape)
-        assert max_abs_diff(grads[name], expected) <= TORCH_TOL, name
+        assert_close(grads[name], expected, f"gradient of {name} vs torch")
 
 
 def test_vit_parameters_follow_timm_names():

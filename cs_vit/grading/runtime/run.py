@@ -89,10 +89,7 @@ class Grader:
         self.source, self.base = Path(source), Path(base)
         private = self.source / PRIVATE
         if os.geteuid() == 0:
-            for here, _, files in os.walk(private):
-                os.chmod(here, 0o700)
-                for name in files:
-                    os.chmod(os.path.join(here, name), 0o600)
+            _set_modes(private, 0o700, 0o600)
         self.config = json.loads((private / "config.json").read_text())
         self.cases = json.loads((private / "cases.json").read_text())
         self.limits = {kind: Limits(**values) for kind, values in self.config["limits"].items()}
@@ -110,10 +107,7 @@ class Grader:
         shutil.copytree(self.source / RUNTIME, tree / "cs_vit_grader")
         for relative, data in files.items():
             (tree / relative).write_bytes(data)
-        for here, dirs, names in os.walk(tree):
-            os.chmod(here, 0o755)
-            for name_ in names:
-                os.chmod(os.path.join(here, name_), 0o644)
+        _set_modes(tree, 0o755, 0o644)  # readable by the sandbox user, writable by root alone
         return tree
 
     def run_child(self, name, files, request, arrays, limits, hidden=()):
@@ -188,6 +182,13 @@ class Grader:
         if "training" in errors:
             return False, f"FAILED: {errors['training']}"
         return judge_training(outputs.get("predictions"), labels, settings, outcome)
+
+
+def _set_modes(folder, folder_mode, file_mode):
+    for here, _, files in os.walk(folder):
+        os.chmod(here, folder_mode)
+        for name in files:
+            os.chmod(os.path.join(here, name), file_mode)
 
 
 def _indent(text):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cs_vit.grading.runtime.sandbox import UID_VARIABLE
+from cs_vit.grading.runtime.sandbox import UID_VARIABLE, Sandbox
 
 SLACK_S = 300  # a submission's time limit: its tasks' and training's limits, plus this
 ERROR_CHARS = 500
@@ -116,6 +116,10 @@ def grade_folder(submissions, autograder, out="grades.csv", jobs=1, results_dir=
     results_dir = Path(results_dir) if results_dir else out.with_name(out.stem + "_results")
     folders = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
     results_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and not Sandbox(python).isolated:
+        print(f"warning: nobody may not run {python}, so the submissions' code runs as root; "
+              "pass --python with a Python outside /root to grade untrusted code",
+              file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="cs_vit_autograder_") as tmp:
         source = unpack(autograder, Path(tmp) / "source")
         config = json.loads((source / "grader/private/config.json").read_text())

@@ -59,6 +59,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 apt-get update
 apt-get install -y --no-install-recommends python3 python3-venv python3-pip
 python3 -m venv /autograder/venv
+chmod o+x /autograder  # the sandbox user (nobody) runs /autograder/venv/bin/python
 /autograder/venv/bin/pip install --no-cache-dir -r "$HERE/requirements.txt"
 """
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -212,6 +213,11 @@ def make_autograder(out, src=None, points=None, hidden_tests=None, per_test=Fals
         unknown = sorted({c["task"] for c in cases} - set(tasks))
         if unknown:
             raise AutograderError(f"hidden tests name tasks that have no regions: {unknown}")
+        untested = [t for t in tasks if config["points"][t] and
+                    not any(c["task"] == t and not c["hidden"] for c in cases)]
+        if untested:
+            raise AutograderError(f"{untested} have points but no grading cases: add cases to "
+                                  "cs_vit/grading/runtime/cases.py, or give them 0 points")
         config["hidden_tasks"] = sorted({c["task"] for c in cases if c["hidden"]}, key=_task_order)
         _write_zip(Path(out), src, tmp, config, hidden_tests)
     summary = AutograderSummary(Path(out), Path(out).stat().st_size, config["points"])

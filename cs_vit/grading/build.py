@@ -15,7 +15,6 @@ in float64, on the reference tier. No solution code goes into the zip.
 """
 from __future__ import annotations
 
-import configparser
 import copy
 import json
 import os
@@ -25,14 +24,14 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from cs_vit.release.build import is_instructor_only, make_release, project_files, project_root
-from cs_vit.release.regions import ReleaseError, find_regions
+from cs_vit.grading.points import POINTS_FILE, parse_points, resolve_points
+from cs_vit.grading.tasks import AutograderError, task_files, task_order, task_titles
+from cs_vit.release.build import make_release, project_root
+from cs_vit.release.regions import ReleaseError
 
-POINTS_FILE = Path(__file__).with_name("points.cfg")
 RUNTIME = Path(__file__).with_name("runtime")
-TRAINING = "training"
 LIMITS = {
     # A task's cases take a few seconds on half a CPU; 7 tasks at their limit and the
     # training check still fit Gradescope's default 10 minutes.
@@ -49,7 +48,6 @@ TRAINING_CHECK = {
                "weight_decay": 0.05, "warmup_epochs": 1.0},
     "seed": 0, "noise": 16.0, "test_fraction": 0.2, "val_fraction": 0.1,
 }
-TASK_TITLE = re.compile(r'"(?P<task>[\w.-]+): student task \d+, (?P<title>[^("]+?)\s*\(')
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, when it builds the autograder's image: Python and the
@@ -82,10 +80,6 @@ fi
 """
 
 
-class AutograderError(ValueError):
-    """The autograder cannot be built as asked; the message says why."""
-
-
 @dataclass
 class AutograderSummary:
     """What :func:`make_autograder` built: the zip, its size, tasks, cases and points."""
@@ -95,67 +89,6 @@ class AutograderSummary:
     points: dict
     cases: dict = field(default_factory=dict)
     hidden: int = 0
-
-
-def task_files(src):
-    """{task: [relative paths]}: the released .py files with that task's regions, in task order."""
-    tasks = {}
-    for relative in project_files(src):
-        data = (Path(src) / relative).read_bytes()
-        if not relative.endswith(".py") or is_instructor_only(data):
-            continue
-        for region in find_regions(data.decode("utf-8").splitlines(), relative):
-            if region.tag and relative not in tasks.setdefault(region.tag, []):
-                tasks[region.tag].append(relative)
-    names = [PurePosixPath(f).name for files in tasks.values() for f in files]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise AutograderError(f"task files share the names {clashes}: a flat submission could "
-                              "not tell them apart; rename one of them")
-    return dict(sorted(tasks.items(), key=lambda item: _task_order(item[0])))
-
-
-def _task_order(task):
-    digits = "".join(ch for ch in task if ch.isdigit())
-    return (int(digits) if digits else 0, task)
-
-
-def task_titles(src, tasks):
-    """{task: title} from the pytest markers' descriptions in pyproject.toml, else its files."""
-    text = (Path(src) / "pyproject.toml").read_text()
-    found = {m.group("task"): m.group("title") for m in TASK_TITLE.finditer(text)}
-    return {task: found.get(task, ", ".join(files)) for task, files in tasks.items()}
-
-
-def parse_points(text):
-    """``"task1=10,task5=25"`` -> {"task1": 10.0, "task5": 25.0}; AutograderError if malformed."""
-    points = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        name, _, value = item.partition("=")
-        try:
-            points[name.strip()] = float(value)
-        except ValueError:
-            raise AutograderError(f"--points takes name=number pairs such as task5=25, "
-                                  f"got {item!r}") from None
-    return points
-
-
-def resolve_points(tasks, overrides=None, points_file=POINTS_FILE):
-    """{task or "training": points}: the points file's values, then ``overrides``."""
-    parser = configparser.ConfigParser()
-    parser.read(points_file)
-    points = {k: float(v) for k, v in parser["points"].items()} if "points" in parser else {}
-    points.update(overrides or {})
-    known = [*tasks, TRAINING]
-    unknown = sorted(set(points) - set(known))
-    missing = [name for name in known if name not in points]
-    if unknown or missing:
-        raise AutograderError(f"points must name exactly {known}: unknown {unknown}, missing "
-                              f"{missing}; edit {points_file} or pass --points")
-    negative = [name for name, value in points.items() if not value >= 0]
-    if negative:
-        raise AutograderError(f"points must be numbers >= 0, not for {negative}")
-    return {name: points[name] for name in known}
 
 
 def _merged(defaults, overrides):
@@ -218,7 +151,7 @@ def make_autograder(out, src=None, points=None, hidden_tests=None, per_test=Fals
         if untested:
             raise AutograderError(f"{untested} have points but no grading cases: add cases to "
                                   "cs_vit/grading/runtime/cases.py, or give them 0 points")
-        config["hidden_tasks"] = sorted({c["task"] for c in cases if c["hidden"]}, key=_task_order)
+        config["hidden_tasks"] = sorted({c["task"] for c in cases if c["hidden"]}, key=task_order)
         _write_zip(Path(out), src, tmp, config, hidden_tests)
     summary = AutograderSummary(Path(out), Path(out).stat().st_size, config["points"])
     for c in (c for c in cases if not c["hidden"]):

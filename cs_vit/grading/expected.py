@@ -22,6 +22,7 @@ import numpy as np
 
 from cs_vit import backend
 from cs_vit.grading.runtime import cases as builtin
+from cs_vit.grading.tasks import task_order
 from cs_vit.grading.runtime.cases import case_function
 from cs_vit.grading.runtime.replay import Recorder
 
@@ -46,18 +47,13 @@ def load_hidden(folder):
 def all_cases(hidden_folder=None):
     """[(case id, case dict, module name or "", module)] of the built-in and hidden cases."""
     found = []
-    for task in sorted({c["task"] for c in builtin.CASES}, key=_task_order):
+    for task in sorted({c["task"] for c in builtin.CASES}, key=task_order):
         own = [c for c in builtin.CASES if c["task"] == task]
         found += [(f"{task}.{i + 1}", c, "", builtin) for i, c in enumerate(own)]
     for name, module in load_hidden(hidden_folder) if hidden_folder else []:
         found += [(f"{name}.{i + 1}", dict(c, points=float(c.get("points", HIDDEN_POINTS))),
                    name, module) for i, c in enumerate(module.CASES)]
     return found
-
-
-def _task_order(task):
-    digits = "".join(ch for ch in task if ch.isdigit())
-    return (int(digits) if digits else 0, task)
 
 
 def run_case(case_id, case, module):

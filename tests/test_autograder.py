@@ -23,7 +23,8 @@ import pytest
 
 from cs_vit.cli import main
 from cs_vit.grading import AutograderError, make_autograder
-from cs_vit.grading.build import parse_points, resolve_points, task_files
+from cs_vit.grading.points import parse_points, resolve_points
+from cs_vit.grading.tasks import task_files
 from cs_vit.grading.runtime import run as run_module
 from cs_vit.grading.runtime.replay import Recorder, Replayer, ReplayMismatch
 from cs_vit.grading.runtime.sandbox import Limits, Sandbox

@@ -6,6 +6,9 @@ Files come from ``git ls-files`` (tracked and untracked-but-not-ignored) in a
 git checkout, else from a walk that skips virtualenvs, caches, runs and the
 downloaded datasets. A file whose first lines hold the comment
 ``# cs-vit: instructor-only`` (tests of the release tool, say) is left out.
+A symbolic link is released as a link, and only when it points inside the
+project at something students may see; one that points outside the project,
+or at a file with solution regions or left out, stops the release.
 """
 from __future__ import annotations
 
@@ -65,8 +68,11 @@ def make_release(src_root, out_dir):
         raise ReleaseError(f"{out} already exists and is not empty; choose a new folder "
                            "or delete it first")
     summary = ReleaseSummary(out)
-    released = {}
+    released, links = {}, {}
     for relative in project_files(src):
+        if (src / relative).is_symlink():
+            links[relative] = link_target(src, relative)
+            continue
         data = (src / relative).read_bytes()
         if is_instructor_only(data):
             summary.instructor_only.append(relative)
@@ -81,7 +87,36 @@ def make_release(src_root, out_dir):
         target.write_bytes(data)
         shutil.copymode(src / relative, target)
         summary.files.append(relative)
+    for relative, target in links.items():
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, out / relative)
+        summary.files.append(relative)
     return summary
+
+
+def link_target(src, relative):
+    """What the symbolic link ``relative`` points at, relative to its folder, for the release.
+
+    Raises ReleaseError if it points outside the project (the release would hand
+    out that content), at nothing, or at a file the release stubs out or leaves out.
+    """
+    link = src / relative
+    target = link.resolve()
+    if target != src and src not in target.parents:
+        raise ReleaseError(f"{relative} is a symbolic link to {target}, outside the project, so "
+                           "the release would hand out that file; replace the link by a copy of "
+                           "what students may see, or remove it")
+    if not target.exists():
+        raise ReleaseError(f"{relative} is a symbolic link to {target}, which does not exist; "
+                           "fix the link or remove it")
+    inside = target.relative_to(src).as_posix()
+    if target.is_file():
+        data = target.read_bytes()
+        if is_instructor_only(data) or release_file(inside, data)[1]:
+            raise ReleaseError(f"{relative} is a symbolic link to {inside}, which holds solution "
+                               "regions or is instructor-only, so the link must not be released; "
+                               "remove it, or link to a file students may see")
+    return os.path.relpath(target, link.parent.resolve())
 
 
 def project_files(src):
@@ -92,7 +127,7 @@ def project_files(src):
             capture_output=True, check=True).stdout.decode().split("\0")
     except (OSError, subprocess.CalledProcessError):
         return sorted(_walk(src))
-    return sorted(p for p in listed if p and (src / p).is_file())
+    return sorted(p for p in listed if p and ((src / p).is_file() or (src / p).is_symlink()))
 
 
 def _walk(src):

@@ -181,7 +181,7 @@ class _SettingsParser(argparse.ArgumentParser):
             if value is True:
                 argv.append(action.option_strings[0])
             elif action.nargs != 0 and value is not None:
-                argv += [action.option_strings[0], str(value)]
+                argv.append(f"{action.option_strings[0]}={value}")
         return self.parse_args(argv)
 
 

@@ -115,7 +115,8 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
     for _ in range(num_checks):
         index = tuple(randrange(m) for m in x.shape)
         fxph, fxmh = _centred_difference(f, x, index, h)
-        numerical = (_scalar(fxph, "grad_check_sparse") - _scalar(fxmh, "grad_check_sparse")) / (2 * h)
+        fxph, fxmh = (_scalar(value, "grad_check_sparse") for value in (fxph, fxmh))
+        numerical = (fxph - fxmh) / (2 * h)
         analytic = float(analytic_grad[index])
         error = abs(numerical - analytic) / max(1e-12, abs(numerical) + abs(analytic))
         errors.append(error)

@@ -1,4 +1,4 @@
-"""Files as cs_vit reads and writes them: atomically, with the user's umask, and checked on the way in.
+"""Files as cs_vit reads and writes them: atomically, with the user's umask, checked when read.
 
 Writes go to a temporary file beside the target, which is flushed and renamed
 over it in one step, so a crash never leaves half a file. Reads open regular
@@ -43,7 +43,8 @@ def open_regular(path, mode="rb"):
 
 
 def existing_folder(path, what, must_exist=True):
-    """``path`` as a Path (``~`` expanded), refused by name if it is a file, or missing when it must exist."""
+    """``path`` as a Path (``~`` expanded); refused by name if it is a file, or if it is missing
+    and ``must_exist``."""
     path = Path(path).expanduser()
     if must_exist and not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
@@ -101,7 +102,7 @@ def atomic_write_json(path, value) -> None:
 
 
 def read_json(path, fix):
-    """The JSON value in the file at ``path``; a ValueError naming the file and ``fix`` if it is not JSON."""
+    """The JSON value in the file at ``path``; if it is not JSON, a ValueError naming it and ``fix``."""
     try:
         with open_regular(path) as f:
             return json.loads(f.read().decode())

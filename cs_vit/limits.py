@@ -42,8 +42,8 @@ def check_inflation(nbytes, stored_bytes, what, fix):
     allowed = max(FLOOR, INFLATION * stored_bytes)
     if nbytes > allowed:
         raise ValueError(
-            f"{what}, which would take {_megabytes(nbytes)} of memory from {_megabytes(stored_bytes)} "
-            f"on disk; cs_vit unpacks at most {INFLATION} times what is stored (or "
+            f"{what}, which would take {_megabytes(nbytes)} of memory from "
+            f"{_megabytes(stored_bytes)} on disk; cs_vit unpacks at most {INFLATION} times what is stored (or "
             f"{_megabytes(FLOOR)}), so the data is corrupt or crafted; {fix}")
 
 

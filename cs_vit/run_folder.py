@@ -117,7 +117,7 @@ class RunFolder:
         check_epochs(path, load_checkpoint(path)[3]["epoch"], num_epochs)
 
     def interrupted(self):
-        """The line for a Ctrl-C: where the last checkpoint is and how to resume, or that none is."""
+        """The line for a Ctrl-C: where the last checkpoint is and how to resume (or that none is)."""
         if not self.has_checkpoint():
             return (f"interrupted before the first checkpoint of {self.path}, so there is "
                     f"nothing to resume{self._replaced_note()}")
@@ -211,7 +211,8 @@ def recorded_split(run_dir):
         return None
     fix = "restore it from the run, or delete it if the data has not changed since the run"
     split = read_json(path, fix)
-    if not (isinstance(split, dict) and all(isinstance(split.get(k), list) for k in ("train", "test"))):
+    if not (isinstance(split, dict)
+            and all(isinstance(split.get(key), list) for key in ("train", "test"))):
         raise ValueError(f"{path} does not list the run's train and test files; {fix}")
     return split
 

@@ -47,7 +47,7 @@ def test_a_16_bit_greyscale_png_is_scaled_to_8_bits(tmp_path):
 
 
 def test_an_image_mode_it_does_not_handle_is_skipped_naming_the_mode(tmp_path, monkeypatch):
-    paths = [write_image(tmp_path / "0.png", size=(8, 8)), write_image(tmp_path / "1.png", size=(6, 6))]
+    paths = [write_image(tmp_path / f"{i}.png", size=size) for i, size in enumerate([(8, 8), (6, 6)])]
     opened = Image.open
 
     def open_6x6_as_float(fp, formats=None):

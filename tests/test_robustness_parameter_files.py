@@ -1,4 +1,4 @@
-"""Parameter files (model.npz, checkpoint.npz) are read checked and written with the user's umask."""
+"""Parameter files (model.npz, checkpoint.npz): checked when read, written with the user's umask."""
 import hashlib
 import os
 import zipfile
@@ -35,7 +35,8 @@ def test_a_downloaded_file_gets_the_users_umask(tmp_path, umask, monkeypatch):
         return hashlib.md5(b"data").hexdigest()
 
     monkeypatch.setattr(download, "_fetch", fetch)
-    dest = download_file("https://example.invalid/f", tmp_path / "f", hashlib.md5(b"data").hexdigest())
+    md5 = hashlib.md5(b"data").hexdigest()
+    dest = download_file("https://example.invalid/f", tmp_path / "f", md5)
     assert os.stat(dest).st_mode & 0o777 == 0o644
 
 

@@ -117,7 +117,7 @@ def _read_batch(path, num_classes):
 
 
 def _labels(labels, path):
-    """A batch's labels (a list or array of integers) as int64; floats are refused, not truncated."""
+    """A batch's labels (a list or array of integers) as int64; floats refused, not truncated."""
     if isinstance(labels, list):
         wrong = [v for v in labels if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
         if wrong:

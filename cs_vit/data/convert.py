@@ -99,7 +99,7 @@ def _find_normalize(dataset):
 
 
 def _per_channel(values, images):
-    """``values`` (one number, or one per channel) as one float per channel of (N, C, H, W) ``images``."""
+    """``values`` (one number, or one per channel) as one float per channel of ``images``."""
     return np.broadcast_to(np.asarray(_to_numpy(values), np.float64).ravel(), (images.shape[1],))
 
 

@@ -67,6 +67,7 @@ def huge_label(path):
     return path
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 @pytest.mark.parametrize("loader, make, name, refusal", [
     ("idx", gzip_bomb, "images-idx3-ubyte.gz", "which would take .* from 0.9 MB on disk"),
     ("cifar10", shared_rows_cifar, "cifar", "data_batch_1 holds data of type list"),

@@ -98,7 +98,7 @@ def _add_train_arguments(p):
                        help="continue the run in --out from its last checkpoint")
     again.add_argument("--overwrite", action="store_true",
                        help="replace the run in --out (kept in <out>.replaced until the new "
-                            "run's first checkpoint)")
+                            "run ends with a checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -45,7 +45,7 @@ class RunFolder:
         self.resume, self.overwrite = resume, overwrite
         self.replaced = os.path.abspath(self.path) + REPLACED_SUFFIX
         self.lock_fd = None
-        self.created = self.moved_aside = False
+        self.owned = self.created = self.moved_aside = False
         self.written = []
 
     def __enter__(self):
@@ -66,10 +66,12 @@ class RunFolder:
                 raise RunFolderError(f"cannot resume, {os.path.join(self.path, RUN_ARGS)} not "
                                      f"found (is {self.path} a cs-vit run?)")
             self.lock_fd = _lock(self.path)
+            self.owned = True
             return
         self.created = not os.path.isdir(self.path)
         os.makedirs(self.path, exist_ok=True)
         self.lock_fd = _lock(self.path)
+        self.owned = True
         if os.path.lexists(self.replaced) and not self.has_checkpoint():
             raise RunFolderError(
                 f"{self.replaced} holds the run that an earlier --overwrite of {self.path} "
@@ -83,7 +85,7 @@ class RunFolder:
         if not self.overwrite:
             raise RunFolderError(
                 f"{self.path} already holds a run; continue it with --resume, replace it with "
-                f"--overwrite (it is kept in {self.replaced} until the new run's first "
+                f"--overwrite (it is kept in {self.replaced} until the new run ends with a "
                 "checkpoint), or choose another --out")
         if not os.path.isfile(os.path.join(self.path, RUN_ARGS)):
             raise RunFolderError(f"{self.path} is not empty and is not a cs-vit run folder (it has "
@@ -130,7 +132,12 @@ class RunFolder:
                 f"cs-vit train --resume --out {self.path}")
 
     def _finish(self, failed):
-        """Release the folder; a new run that stopped before any checkpoint is undone."""
+        """Release the folder; a new run that stopped before any checkpoint is undone.
+
+        Nothing is touched unless this run owned the folder (held its lock).
+        """
+        if not self.owned:
+            return
         undo = failed and not self.resume and not self.has_checkpoint()
         if self.has_checkpoint() and os.path.isdir(self.replaced):
             shutil.rmtree(self.replaced, ignore_errors=True)

@@ -35,7 +35,8 @@ def test_train_refuses_an_out_folder_that_holds_a_run(tmp_path):
     before = contents(run)
     with pytest.raises(SystemExit, match=r"run already holds a run; continue it with --resume, "
                                          r"replace it with --overwrite \(it is kept in "
-                                         r".*run.replaced until the new run's first checkpoint\)"):
+                                         r".*run.replaced until the new run ends with a "
+                                         r"checkpoint\)"):
         main(["train", "--out", str(run), *TINY])
     assert contents(run) == before
 

@@ -26,7 +26,8 @@ from cs_vit.data import as_dataset, default_augment, iterate_batches
 from cs_vit.layers import no_grad, softmax_cross_entropy
 from cs_vit.optim import OPTIMIZERS, clip_grad_norm, make_optimizer, make_schedule, set_lr
 from cs_vit.solvers.checkpoint import (
-    check_resumable, checkpoint_path, load_checkpoint, restore_rng, rng_state, save_checkpoint,
+    check_epochs, check_resumable, checkpoint_path, load_checkpoint, restore_rng, rng_state,
+    save_checkpoint,
 )
 
 DEFAULT_OPTIONS = {
@@ -113,6 +114,7 @@ class ClassificationSolverViT:
                              f"got {options['label_smoothing']}")
         if options["grad_clip"] is not None:
             finite_non_negative("grad_clip", options["grad_clip"])
+        finite_non_negative("warmup_epochs", options["warmup_epochs"])
         positive_int("eval_batch_size", options["eval_batch_size"])
         if not isinstance(options["data_on_device"], bool):
             raise TypeError(f"data_on_device must be True or False, got {options['data_on_device']!r}")
@@ -143,6 +145,9 @@ class ClassificationSolverViT:
         return make_optimizer(name, self.model, self.learning_rate, self.weight_decay, **extra)
 
     def _build_schedule(self):
+        if self.options["warmup_epochs"] > self.num_epochs:
+            raise ValueError(f"warmup_epochs ({self.options['warmup_epochs']}) must not exceed "
+                             f"num_epochs ({self.num_epochs}); shorten the warmup")
         total = self.num_epochs * self.steps_per_epoch
         warmup = int(round(self.options["warmup_epochs"] * self.steps_per_epoch))
         extra = {"min_lr": self.options["min_lr"]} if self.options["schedule"] == "cosine" else {}
@@ -279,6 +284,7 @@ class ClassificationSolverViT:
         if not os.path.exists(path):
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
         model_state, best_state, optim_state, meta = load_checkpoint(path)
+        check_epochs(path, meta["epoch"], self.num_epochs)
         check_resumable(path, meta, vars(self.model.config), self._settings())
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optim_state)

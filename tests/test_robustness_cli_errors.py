@@ -82,7 +82,7 @@ def test_a_damaged_run_args_json_is_named_with_what_is_wrong(tmp_path, content, 
 
 
 @pytest.mark.parametrize("config, expected", [
-    ({"colour": "blue"}, "unexpected keyword argument 'colour'"),
+    ({"colour": "blue"}, "unexpected argument 'colour'"),
     ({"dropout": "0.1"}, r"dropout must be a number in \[0, 1\) .*got '0.1'"),
 ])
 def test_a_model_file_with_a_config_it_cannot_build_is_named(tmp_path, config, expected):

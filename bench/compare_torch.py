@@ -1,23 +1,38 @@
+# cs-vit: instructor-only (compares the fast tier, which the student release leaves out)
 """Speed and memory of cs_vit against PyTorch eager: the same ViT, batch, dtype and threads.
 
     python bench/compare_torch.py                  # NumPy backend vs torch on the CPU
     python bench/compare_torch.py --device cuda    # CuPy backend vs torch CUDA
-    python bench/compare_torch.py --rounds 15 --steps 3 --configs patch8
+    python bench/compare_torch.py --rounds 15 --steps 3 --configs patch8 --malloc tuned
 
-Both sides start from the same weights (``VisionTransformer.to_torchvision``),
-train with AdamW (the same no-decay rule) on the same float32 batch, and run with
-the same number of threads: ``torch.set_num_threads`` gets the BLAS thread count
-NumPy uses, as threadpoolctl reports it. A round times a few training steps
-(forward + backward + AdamW update, the loss fetched as a Python float) of one
-side, then of the other; rounds alternate which side goes first, and the table
-gives medians over all rounds, so load from other processes hits both sides.
-Inference (a forward pass in eval mode under ``no_grad``, as under
-``torch.no_grad()`` on the torch side) is timed the same way.
-Achieved GFLOP/s counts the model's matrix products (3x the forward pass for a
-training step) against the best float32 matmul rate measured in the same run.
-Peak memory comes from a fresh subprocess per side: on the CPU the peak resident
-memory minus the resident memory before the model was built; on the GPU the
-peak of each library's memory pool.
+Sides, all from the same weights (``VisionTransformer.to_torchvision``), on the same
+float32 batch, each with AdamW and the same no-decay rule:
+
+- ``torch``: torchvision's ViT, eager, with ``torch.optim.AdamW(fused=True)``
+  (``foreach=True`` where fused is not available), its best setting;
+- ``fast``: cs_vit's fast tier (``cs_vit.fast``), whose last block computes the
+  CLS token alone: fewer matrix products than the model asks for, so its own row;
+- ``fast, full last block``: the fast tier with every token through every block,
+  the same computation as torch's;
+- ``textbook``: the textbook tier (``CS_VIT_FAST=0``), the code students write.
+
+Every side runs with the same number of threads: ``torch.set_num_threads`` gets
+the BLAS thread count NumPy uses (threadpoolctl); both are printed. A round
+times a few training steps (forward + backward + AdamW, the loss fetched as a
+Python float) of each side in turn; the order rotates every round and the table
+gives medians over all rounds, so load from other processes hits every side.
+Inference (eval mode under ``no_grad`` / ``torch.no_grad()``) is timed the same way.
+
+``import cs_vit`` raises glibc's malloc thresholds for the whole process
+(``CS_VIT_KEEP_FREED_MEMORY``), which changes torch's timings too: ``--malloc
+both`` (the default) measures once with the setting on and once, in a new
+process, with it off; each table says which.
+
+Memory: each side runs 3 steps in a fresh process; torch's never imports cs_vit.
+On the CPU the figure is the peak resident memory minus the resident memory
+before the model was built (the same measure for both libraries); on the GPU it
+is the peak of bytes in use (torch's ``max_memory_allocated``, CuPy's allocations
+tracked by a memory hook), not the pools' reserved bytes.
 """
 from __future__ import annotations
 
@@ -36,16 +51,17 @@ import numpy as np
 import torch
 from torchvision.models import VisionTransformer as TorchvisionViT
 
-from cs_vit import backend
-from cs_vit.layers import no_grad, softmax_cross_entropy
-from cs_vit.models import ViTConfig, VisionTransformer
-from cs_vit.optim import AdamW
-
 HERE = Path(__file__).resolve().parent
-CONFIGS = {"patch8": dict(patch_size=8), "patch4": dict(patch_size=4)}
+MODEL = dict(image_size=32, in_channels=3, num_classes=10, embed_dim=128, depth=6,
+             num_heads=4, mlp_dim=256)
+CONFIGS = {"patch8": dict(MODEL, patch_size=8), "patch4": dict(MODEL, patch_size=4)}
 LABELS = {"patch8": "seed config (patch 8)", "patch4": "patch 4"}
+SIDES = ("torch", "fast", "fast_full", "textbook")
+SIDE_LABELS = {"torch": "PyTorch eager", "fast": "cs_vit fast (CLS-only last block)",
+               "fast_full": "cs_vit fast, full last block", "textbook": "cs_vit textbook"}
 LR, WEIGHT_DECAY = 1e-3, 0.05
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+MALLOC_VAR = "CS_VIT_KEEP_FREED_MEMORY"
 
 
 def numpy_blas():
@@ -59,31 +75,80 @@ def numpy_blas():
 
 
 def set_torch_threads():
-    """Give torch as many threads as NumPy's BLAS uses."""
-    torch.set_num_threads(numpy_blas()["num_threads"])
+    """Give torch as many threads as NumPy's BLAS uses; returns that number."""
+    threads = numpy_blas()["num_threads"]
+    torch.set_num_threads(threads)
+    return threads
 
 
-# ---------------------------------------------------------------- the two sides
+def torch_adamw(reference):
+    """torch AdamW, fused (else foreach), with cs_vit's rule: no decay for 1-D params, CLS, positions."""
+    decay, no_decay = [], []
+    for name, p in reference.named_parameters():
+        if p.requires_grad:
+            excluded = p.ndim <= 1 or name in ("class_token", "encoder.pos_embedding")
+            (no_decay if excluded else decay).append(p)
+    groups = [{"params": decay, "weight_decay": WEIGHT_DECAY},
+              {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=LR, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(groups, lr=LR, foreach=True)
 
 
-def make_sides(config, batch, device):
-    """(ours, theirs): dicts of ``train``, ``eval``, ``infer`` and ``sync`` callables.
+def adamw_kind(optimizer):
+    return "fused" if optimizer.defaults.get("fused") else "foreach"
 
-    Both sides hold the same initial weights and see the same batch; ``eval``
-    switches a side to evaluation mode (for ``infer``) once training is timed.
-    """
-    set_torch_threads()
+
+def make_batch(batch, config):
+    rng = np.random.default_rng(0)
+    shape = (batch, config["in_channels"], config["image_size"], config["image_size"])
+    return (rng.standard_normal(shape).astype(np.float32),
+            rng.integers(0, config["num_classes"], size=batch))
+
+
+def device_sync(device, library):
+    if device != "cuda":
+        return lambda: None
+    if library == "torch":
+        return torch.cuda.synchronize
+    import cupy
+    return lambda: cupy.cuda.get_current_stream().synchronize()
+
+
+# ---------------------------------------------------------------- the sides
+
+
+def in_tier(side, function):
+    """``function`` run with cs_vit's tiers set as ``side`` wants them, restored after."""
+    from cs_vit import fast, tiers
+    from cs_vit.models import VisionTransformer
+
+    def run():
+        with fast.enabled(side != "textbook"):
+            if side == "fast_full":  # the textbook ViT wiring: every token through every block
+                tiers.restore(VisionTransformer.forward)
+                tiers.restore(VisionTransformer.backward)
+            return function()
+    return run
+
+
+def cs_vit_side(side, config, batch, device, initial_state=None):
+    """``train``, ``eval``, ``infer``, ``sync`` callables and the model of one cs_vit side."""
+    from cs_vit import backend
+    from cs_vit.layers import no_grad, softmax_cross_entropy
+    from cs_vit.models import VisionTransformer
+    from cs_vit.optim import make_optimizer
+
     backend.use_device(device)
     backend.seed(0)
     model = VisionTransformer(**config)
-    reference = model.to_torchvision().to(device).train()
+    if initial_state is not None:
+        model.load_state_dict(initial_state)
     model.to_active_backend()
-    model.flatten_parameters()
-    optimizer = AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    images, labels = make_batch(batch, model.config)
+    optimizer = in_tier(side, lambda: make_optimizer("adamw", model, LR, WEIGHT_DECAY))()
+    images, labels = make_batch(batch, config)
     x, y = backend.asarray(images), backend.asarray(labels)
-    xt, yt = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
-    torch_optimizer = torch_adamw(reference)
 
     def train():
         logits = model.forward(x)
@@ -92,63 +157,63 @@ def make_sides(config, batch, device):
         optimizer.step()
         return loss
 
-    def train_torch():
-        torch_optimizer.zero_grad(set_to_none=True)
+    def infer():
+        with no_grad():
+            return model.forward(x)
+
+    return dict(train=in_tier(side, train), eval=model.eval, infer=in_tier(side, infer),
+                sync=device_sync(device, "cupy"), model=model)
+
+
+def torch_side(reference, config, batch, device):
+    """The same callables for a torchvision ViT."""
+    reference = reference.to(device).train()
+    optimizer = torch_adamw(reference)
+    images, labels = make_batch(batch, config)
+    xt, yt = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+
+    def train():
+        optimizer.zero_grad(set_to_none=True)
         loss = torch.nn.functional.cross_entropy(reference(xt), yt)
         loss.backward()
-        torch_optimizer.step()
+        optimizer.step()
         return loss.item()
 
-    def infer_torch():
+    def infer():
         with torch.no_grad():
             return reference(xt)
 
-    sync_torch = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    ours = dict(train=train, eval=model.eval, infer=lambda: infer_ours(model, x), sync=device_sync(device))
-    theirs = dict(train=train_torch, eval=reference.eval, infer=infer_torch, sync=sync_torch)
-    return ours, theirs
+    return dict(train=train, eval=reference.eval, infer=infer, sync=device_sync(device, "torch"),
+                optimizer=optimizer)
 
 
-def infer_ours(model, x):
-    with no_grad():
-        return model.forward(x)
+def make_sides(config, batch, device, names=SIDES):
+    """{side name: callables}, every side starting from the same weights."""
+    from cs_vit import backend
+    from cs_vit.models import VisionTransformer
 
-
-def make_batch(batch, config):
-    rng = np.random.default_rng(0)
-    shape = (batch, config.in_channels, config.image_size, config.image_size)
-    return (rng.standard_normal(shape).astype(np.float32),
-            rng.integers(0, config.num_classes, size=batch))
-
-
-def torch_adamw(reference):
-    """torch AdamW with cs_vit's default rule: no decay for 1-D params, CLS token, positions."""
-    decay, no_decay = [], []
-    for name, p in reference.named_parameters():
-        excluded = p.ndim <= 1 or name in ("class_token", "encoder.pos_embedding")
-        (no_decay if excluded else decay).append(p)
-    groups = [{"params": decay, "weight_decay": WEIGHT_DECAY},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=LR)
-
-
-def device_sync(device):
-    if device != "cuda":
-        return lambda: None
-    import cupy
-    return lambda: cupy.cuda.get_current_stream().synchronize()
+    set_torch_threads()
+    backend.use("numpy")
+    backend.seed(0)
+    start = VisionTransformer(**config)
+    sides = {name: cs_vit_side(name, config, batch, device, start.state_dict())
+             for name in names if name != "torch"}
+    if "torch" in names:
+        sides["torch"] = torch_side(start.to_torchvision(), config, batch, device)
+    return sides
 
 
 # ---------------------------------------------------------------- timing
 
 
-def alternate(ours, theirs, kind, rounds, steps):
-    """Per-call seconds of ``kind`` ("train"/"infer") for each side, alternating sides by round."""
-    times = {"ours": [], "torch": []}
-    sides = [("ours", ours), ("torch", theirs)]
+def rotate(sides, kind, rounds, steps):
+    """Per-call seconds of ``kind`` ("train"/"infer") for each side; the order rotates by round."""
+    names = list(sides)
+    times = {name: [] for name in names}
     for r in range(rounds):
-        for name, side in sides if r % 2 == 0 else sides[::-1]:
-            side[kind]()  # untimed: lets the other library's threads go idle first
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            side = sides[name]
+            side[kind]()  # untimed: lets the other sides' threads go idle first
             side["sync"]()
             for _ in range(steps):
                 start = time.perf_counter()
@@ -167,9 +232,9 @@ def matmul_rate(device, size):
         xp = np
     a = xp.asarray(np.random.default_rng(0).standard_normal((size, size), dtype=np.float32))
     at = torch.as_tensor(np.asarray(a.get() if device == "cuda" else a), device=device)
-    sync_ours, sync_torch = device_sync(device), (torch.cuda.synchronize if device == "cuda" else (lambda: None))
     rates = {}
-    for name, fn, sync in (("ours", lambda: a @ a, sync_ours), ("torch", lambda: at @ at, sync_torch)):
+    for name, fn, sync in (("ours", lambda: a @ a, device_sync(device, "cupy")),
+                           ("torch", lambda: at @ at, device_sync(device, "torch"))):
         fn(), sync()
         best = min(_timed(fn, sync) for _ in range(5))
         rates[name] = 2 * size**3 / best / 1e9
@@ -183,39 +248,77 @@ def _timed(fn, sync):
     return time.perf_counter() - start
 
 
-def forward_flops(config, batch):
-    """Multiply-adds x 2 of the forward pass's matrix products (element-wise work left out)."""
-    P, C, D, M = config.patch_size, config.in_channels, config.embed_dim, config.mlp_dim
-    patches = (config.image_size // P) ** 2
-    T = patches + 1
-    patch_embed = 2 * batch * patches * C * P * P * D
-    block = 2 * batch * T * D * (3 * D + D + 2 * M) + 2 * 2 * batch * T * T * D
-    return patch_embed + config.depth * block + 2 * batch * D * config.num_classes, patch_embed
+def forward_flops(config, batch, cls_only_last_block=False):
+    """Multiply-adds x 2 of the forward pass's matrix products (element-wise work left out).
+
+    Returns (total, patch embedding's share). With ``cls_only_last_block`` the last
+    block computes its queries, attention output, MLP for the CLS token alone.
+    """
+    P, C, D, M = config["patch_size"], config["in_channels"], config["embed_dim"], config["mlp_dim"]
+    patches = (config["image_size"] // P) ** 2
+    T, N = patches + 1, batch
+    patch_embed = 2 * N * patches * C * P * P * D
+    block = 2 * N * T * D * (3 * D + D + 2 * M) + 2 * 2 * N * T * T * D
+    last = block
+    if cls_only_last_block:  # keys and values of every token; everything else for one row
+        last = 2 * N * T * D * 2 * D + 2 * N * D * (D + D + 2 * M) + 2 * 2 * N * T * D
+    total = patch_embed + (config["depth"] - 1) * block + last + 2 * N * D * config["num_classes"]
+    return total, patch_embed
 
 
 # ---------------------------------------------------------------- memory
 
 
 def probe_memory(side, kind, name, batch, device):
-    """Run in a subprocess: peak memory (bytes) of 3 ``kind`` calls of one side, as JSON."""
+    """Run in a subprocess: peak memory (bytes) of 3 ``kind`` calls of one side, as JSON.
+
+    torch's probe never imports cs_vit (no malloc retuning, nothing of ours loaded).
+    """
     set_torch_threads()
-    config = ViTConfig(**CONFIGS[name])
-    images, labels = make_batch(batch, config)
+    config = CONFIGS[name]
     warm = np.ones((256, 256), np.float32)
     (warm @ warm, torch.ones(256, 256) @ torch.ones(256, 256))  # start both thread pools
+    hook = _cupy_peak_hook() if device == "cuda" and side != "torch" else None
     before = _reset_peak_resident_bytes() if device != "cuda" else 0
-    if side == "ours":
-        run = _ours_runner(config, images, labels, kind, device)
+    if side == "torch":
+        model = TorchvisionViT(config["image_size"], config["patch_size"], config["depth"],
+                               config["num_heads"], config["embed_dim"], config["mlp_dim"],
+                               num_classes=config["num_classes"])
+        runner = torch_side(model, config, batch, device)
     else:
-        run = _torch_runner(config, images, labels, kind, device)
+        runner = cs_vit_side(side, config, batch, device)
+    if kind == "infer":
+        runner["eval"]()
     for _ in range(3):
-        run()
+        runner[kind]()
+    runner["sync"]()
     if device == "cuda":
-        peak = (torch.cuda.max_memory_reserved() if side == "torch"
-                else __import__("cupy").get_default_memory_pool().total_bytes())
+        peak = torch.cuda.max_memory_allocated() if side == "torch" else hook.peak
     else:
         peak = _proc_status_bytes("VmHWM") - before
     print(json.dumps({"peak_bytes": peak}))
+
+
+def _cupy_peak_hook():
+    """A CuPy memory hook, entered, counting the peak of bytes handed out by the pool."""
+    from cupy.cuda import memory_hook
+
+    class PeakInUse(memory_hook.MemoryHook):
+        name = "PeakInUse"
+
+        def __init__(self):
+            self.in_use = self.peak = 0
+
+        def malloc_postprocess(self, **kwargs):
+            self.in_use += kwargs["mem_size"]
+            self.peak = max(self.peak, self.in_use)
+
+        def free_postprocess(self, **kwargs):
+            self.in_use -= kwargs["mem_size"]
+
+    hook = PeakInUse()
+    hook.__enter__()
+    return hook
 
 
 def _reset_peak_resident_bytes():
@@ -234,70 +337,42 @@ def _proc_status_bytes(field):
     return int(line.split()[1]) * 1024
 
 
-def _ours_runner(config, images, labels, kind, device):
-    backend.use_device(device)
-    model = VisionTransformer(**vars(config))
-    model.flatten_parameters()
-    x, y = backend.asarray(images), backend.asarray(labels)
-    if kind == "infer":
-        model.eval()
-        return lambda: infer_ours(model, x)
-    optimizer = AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-
-    def train():
-        loss, dlogits = softmax_cross_entropy(model.forward(x), y)
-        model.backward(dlogits, input_grad=False)
-        optimizer.step()
-    return train
-
-
-def _torch_runner(config, images, labels, kind, device):
-    model = TorchvisionViT(config.image_size, config.patch_size, config.depth, config.num_heads,
-                           config.embed_dim, config.mlp_dim, num_classes=config.num_classes).to(device)
-    xt, yt = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
-    if kind == "infer":
-        model.eval()
-        return lambda: torch.no_grad()(model)(xt)
-    optimizer = torch_adamw(model)
-
-    def train():
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(xt), yt)
-        loss.backward()
-        optimizer.step()
-        loss.item()
-    return train
-
-
 def measure_memory(side, kind, name, batch, device):
     command = [sys.executable, __file__, "--probe", side, kind, "--configs", name,
                "--batch", str(batch), "--device", device]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, CS_VIT_FAST="0" if side == "textbook" else "1")
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_bytes"]
 
 
 # ---------------------------------------------------------------- report
 
 
+def cpu_model():
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment(device, threads):
     import scipy
     import torchvision
     blas = numpy_blas()
-    cpu = platform.processor()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     mkl = [line.split("Version")[1].split("-")[0].strip()
            for line in torch.__config__.show().splitlines() if "Math Kernel Library" in line]
     torch_blas = f"MKL {mkl[0]}" if mkl else "its bundled BLAS"
+    variables = ", ".join(f"{v}={os.environ[v]}" for v in OPENBLAS_VARS if v in os.environ)
     lines = [
-        f"- machine: {cpu}, {os.cpu_count()} logical cores; {threads} threads on each side "
-        f"(torch.set_num_threads = NumPy's BLAS threads from threadpoolctl)",
+        f"- machine: {cpu_model()}, {os.cpu_count()} logical cores; threads: NumPy's BLAS "
+        f"{blas['num_threads']}, torch {torch.get_num_threads()} (set to NumPy's)",
         f"- NumPy {np.__version__} with {blas['internal_api']} {blas['version']} "
         f"(kernel {blas.get('architecture', '?')}, {blas['threading_layer']}); SciPy {scipy.__version__}; "
         f"PyTorch {torch.__version__} with {torch_blas} (eager, torchvision {torchvision.__version__} ViT)",
         f"- Python {platform.python_version()}, {datetime.date.today()}; "
-        f"environment: {', '.join(f'{v}={os.environ[v]}' for v in OPENBLAS_VARS if v in os.environ) or 'no OpenBLAS/OpenMP variables set'}",
+        f"environment: {variables or 'no OpenBLAS/OpenMP variables set'}",
     ]
     if device == "cuda":
         import cupy
@@ -310,75 +385,117 @@ def median_ms(seconds):
     return statistics.median(seconds) * 1e3
 
 
+def malloc_setting():
+    """How this process left glibc's malloc: cs_vit's setting, or untouched."""
+    if os.environ.get(MALLOC_VAR, "1") == "0":
+        return f"malloc untouched ({MALLOC_VAR}=0): both libraries with glibc's defaults"
+    return "malloc retuned by `import cs_vit` (the default), for torch in this process too"
+
+
 def run(args):
-    threads = numpy_blas()["num_threads"]
+    threads = set_torch_threads()
     load_before = os.getloadavg()[0]
     size = 8192 if args.device == "cuda" else 2048
     peak_rates = matmul_rate(args.device, size)
     peak = max(peak_rates.values())
     rows, agreement = [], []
     for name in args.configs:
-        config = ViTConfig(**CONFIGS[name])
-        ours, theirs = make_sides(vars(config), args.batch, args.device)
-        first_loss_diff = abs(ours["train"]() - theirs["train"]())
-        train = alternate(ours, theirs, "train", args.rounds, args.steps)
-        ours["eval"](), theirs["eval"]()
-        infer = alternate(ours, theirs, "infer", args.rounds, args.steps)
-        logits_diff = float(np.max(np.abs(backend.to_numpy(ours["infer"]()) - theirs["infer"]().cpu().numpy())))
-        agreement.append(f"{LABELS[name]}: first-step loss differs by {first_loss_diff:.1e}, logits "
-                         f"after {1 + args.rounds * (args.steps + 1)} identical AdamW steps by "
-                         f"{logits_diff:.1e} (max abs)")
-        fwd, patch_embed = forward_flops(config, args.batch)
-        train_flops = 3 * fwd - patch_embed  # no gradient for the input images
+        config = CONFIGS[name]
+        sides = make_sides(config, args.batch, args.device)
+        first_losses = {side: sides[side]["train"]() for side in SIDES}
+        train = rotate(sides, "train", args.rounds, args.steps)
+        for side in sides.values():
+            side["eval"]()
+        infer = rotate(sides, "infer", args.rounds, args.steps)
+        agreement.append(agreement_line(name, sides, first_losses, args))
         memory = {(side, kind): measure_memory(side, kind, name, args.batch, args.device)
-                  for side in ("ours", "torch") for kind in ("train", "infer")}
-        rows.append(row(LABELS[name], train, infer, train_flops, fwd, peak, memory))
-        print(rows[-1], flush=True)
+                  for side in SIDES for kind in ("train", "infer")}
+        rows += table_rows(name, config, args.batch, train, infer, memory, peak)
+        print("\n".join(rows[-len(SIDES):]), flush=True)
     load_after = os.getloadavg()[0]
-    report = render(args, rows, agreement, threads, peak_rates, size, (load_before, load_after))
-    print(report)
-    if args.out:
-        Path(args.out).write_text(report)
+    adamw = adamw_kind(sides["torch"]["optimizer"])
+    return render(args, rows, agreement, threads, peak_rates, size, (load_before, load_after), adamw)
 
 
-def row(label, train, infer, train_flops, infer_flops, peak, memory):
-    ms = {k: (median_ms(train[k]), median_ms(infer[k])) for k in ("ours", "torch")}
-    rate = {k: train_flops / ms[k][0] / 1e6 for k in ms}
-    mib = {key: value / 2**20 for key, value in memory.items()}
-    return (f"| {label} | {ms['ours'][0]:.1f} | {ms['torch'][0]:.1f} | **{ms['ours'][0] / ms['torch'][0]:.2f}** "
-            f"| {ms['ours'][1]:.1f} | {ms['torch'][1]:.1f} | **{ms['ours'][1] / ms['torch'][1]:.2f}** "
-            f"| {rate['ours']:.0f} ({100 * rate['ours'] / peak:.0f}%) "
-            f"| {rate['torch']:.0f} ({100 * rate['torch'] / peak:.0f}%) "
-            f"| {mib['ours', 'train']:.0f} / {mib['torch', 'train']:.0f} "
-            f"(**{mib['ours', 'train'] / mib['torch', 'train']:.2f}**) "
-            f"| {mib['ours', 'infer']:.0f} / {mib['torch', 'infer']:.0f} |")
+def agreement_line(name, sides, first_losses, args):
+    from cs_vit import backend
+    logits = {side: backend.to_numpy(sides[side]["infer"]()) for side in SIDES if side != "torch"}
+    torch_logits = sides["torch"]["infer"]().cpu().numpy()
+    loss_diff = max(abs(first_losses[side] - first_losses["torch"]) for side in logits)
+    logits_diff = max(float(np.max(np.abs(value - torch_logits))) for value in logits.values())
+    return (f"{LABELS[name]}: first-step losses differ from torch's by at most {loss_diff:.1e}, "
+            f"logits after {1 + 2 * args.rounds * (args.steps + 1)} identical AdamW steps by at "
+            f"most {logits_diff:.1e} (max abs, every cs_vit side)")
 
 
-def render(args, rows, agreement, threads, peak_rates, size, loads):
+def table_rows(name, config, batch, train, infer, memory, peak):
+    rows = []
+    torch_ms = (median_ms(train["torch"]), median_ms(infer["torch"]))
+    for side in SIDES:
+        ms = (median_ms(train[side]), median_ms(infer[side]))
+        fwd, patch_embed = forward_flops(config, batch, cls_only_last_block=side == "fast")
+        rate = (3 * fwd - patch_embed) / ms[0] / 1e6  # no gradient for the input images
+        mib = {kind: memory[side, kind] / 2**20 for kind in ("train", "infer")}
+        torch_mib = {kind: memory["torch", kind] / 2**20 for kind in ("train", "infer")}
+        ratio = (lambda ours, theirs: "1" if side == "torch" else f"**{ours / theirs:.2f}**")
+        rows.append(
+            f"| {LABELS[name]} | {SIDE_LABELS[side]} | {ms[0]:.1f} | {ratio(ms[0], torch_ms[0])} "
+            f"| {ms[1]:.1f} | {ratio(ms[1], torch_ms[1])} | {rate:.0f} ({100 * rate / peak:.0f}%) "
+            f"| {mib['train']:.0f} ({ratio(mib['train'], torch_mib['train'])}) "
+            f"| {mib['infer']:.0f} ({ratio(mib['infer'], torch_mib['infer'])}) |")
+    return rows
+
+
+def render(args, rows, agreement, threads, peak_rates, size, loads, adamw):
     backend_name = "CuPy" if args.device == "cuda" else "NumPy"
     torch_name = "torch CUDA" if args.device == "cuda" else "torch CPU"
-    memory_kind = "memory-pool peak" if args.device == "cuda" else "peak RSS growth"
+    memory_kind = "peak bytes in use" if args.device == "cuda" else "peak RSS growth"
     header = (
         f"# cs_vit ({backend_name}) vs PyTorch eager ({torch_name}), float32, batch {args.batch}\n\n"
+        f"{malloc_setting()}.\n\n"
         "Model: image 32x32, dim 128, depth 6, 4 heads, MLP 256, 10 classes, CLS token. "
-        f"Median of {args.rounds} alternating rounds x {args.steps} calls per side; "
-        "ratio = cs_vit / torch (below 1: cs_vit is faster).\n\n"
-        f"| config | train step cs_vit (ms) | torch (ms) | ratio | inference cs_vit (ms) | torch (ms) "
-        f"| ratio | train GFLOP/s cs_vit (% of peak) | torch | train {memory_kind} cs_vit / torch (MiB) "
-        f"| inference {memory_kind} (MiB) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        f"Median of {args.rounds} rotating rounds x {args.steps} calls per side; "
+        "ratio = side / torch (below 1: faster or smaller than torch). The CLS-only row "
+        "does fewer matrix products than torch (its GFLOP/s counts its own); the full-last-block "
+        "row does the same computation as torch.\n\n"
+        f"| config | side | train step (ms) | ratio | inference (ms) | ratio "
+        f"| train GFLOP/s (% of matmul peak) | train {memory_kind} MiB (ratio) "
+        f"| inference {memory_kind} MiB (ratio) |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
     notes = [
+        f"- PyTorch's optimizer: torch.optim.AdamW({adamw}=True); cs_vit's: make_optimizer("
+        "\"adamw\") (the fast tier's flat update, the textbook tier's per-parameter one)",
         f"- matmul peak ({size}^3 float32 product, same run): {backend_name} "
-        f"{peak_rates['ours']:.0f} GFLOP/s, torch {peak_rates['torch']:.0f} GFLOP/s; "
-        "GFLOP/s counts only the model's matrix products, those of the full model on both "
-        "sides (cs_vit's last block computes the CLS token alone, so it does fewer)",
+        f"{peak_rates['ours']:.0f} GFLOP/s, torch {peak_rates['torch']:.0f} GFLOP/s",
         f"- same results: {'; '.join(agreement)}",
         f"- load average before / after: {loads[0]:.2f} / {loads[1]:.2f}",
         *environment(args.device, threads),
-        f"- command: `python bench/compare_torch.py {' '.join(sys.argv[1:])}`".replace("  ", " "),
+        f"- command: `{command_line(args)}`",
     ]
     return header + "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def command_line(args):
+    prefix = f"{MALLOC_VAR}=0 " if os.environ.get(MALLOC_VAR) == "0" else ""
+    return f"{prefix}python bench/compare_torch.py {' '.join(sys.argv[1:])}".strip()
+
+
+def run_both_malloc_settings(args):
+    """The whole comparison twice, each in its own process: malloc retuned, then untouched."""
+    reports = []
+    for setting in ("tuned", "untouched"):
+        command = [sys.executable, __file__, "--malloc", setting, "--out", "-",
+                   "--device", args.device, "--batch", str(args.batch), "--rounds",
+                   str(args.rounds), "--steps", str(args.steps), "--configs", *args.configs]
+        env = dict(os.environ)
+        if setting == "untouched":
+            env[MALLOC_VAR] = "0"
+        else:
+            env.pop(MALLOC_VAR, None)
+        out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+        reports.append(out.split("<<report>>\n", 1)[1])
+    return "\n".join(reports)
 
 
 def main():
@@ -386,9 +503,11 @@ def main():
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["patch8", "patch4"])
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=10, help="alternating rounds per side")
+    p.add_argument("--rounds", type=int, default=10, help="rotating rounds per side")
     p.add_argument("--steps", type=int, default=3, help="timed calls per round")
-    p.add_argument("--out", help="write the Markdown table here (default bench/results_<device>.md)")
+    p.add_argument("--malloc", choices=("both", "tuned", "untouched"), default="both",
+                   help="cs_vit's malloc setting for the timing process (see the docstring)")
+    p.add_argument("--out", help="write the Markdown tables here (default bench/results_<device>.md)")
     p.add_argument("--probe", nargs=2, metavar=("SIDE", "KIND"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.probe:
@@ -396,7 +515,15 @@ def main():
         return
     if args.out is None:
         args.out = str(HERE / f"results_{args.device}.md")
-    run(args)
+    if args.malloc == "both":
+        report = run_both_malloc_settings(args)
+    else:
+        report = run(args)
+    if args.out == "-":
+        print("<<report>>\n" + report, end="")
+    else:
+        print(report)
+        Path(args.out).write_text(report)
 
 
 if __name__ == "__main__":

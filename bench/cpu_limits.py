@@ -1,3 +1,4 @@
+# cs-vit: instructor-only (compares the fast tier, which the student release leaves out)
 """What bounds cs_vit's CPU speed against PyTorch: its operations timed one by one, side by side.
 
     python bench/cpu_limits.py                 # writes bench/results_cpu_limits.md
@@ -19,6 +20,7 @@ same thread count on both sides and alternating rounds:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -29,10 +31,11 @@ import numpy as np
 import torch
 
 from compare_torch import environment, numpy_blas, set_torch_threads
+from cs_vit import fast
+from cs_vit.fast.attention import masked_softmax_keys_first, softmax_backward_keys_first
+from cs_vit.fast.gelu_float32 import _gelu_block_float32
+from cs_vit.fast.row_blocks import row_blocks
 from cs_vit.layers import GELU, LayerNorm
-from cs_vit.layers.attention import _masked_softmax, _softmax_backward
-from cs_vit.layers.fast_gelu import _gelu_block_float32
-from cs_vit.layers.row_blocks import row_blocks
 
 HERE = Path(__file__).resolve().parent
 N, T, D, M, HEADS = 64, 65, 128, 256, 4
@@ -73,15 +76,20 @@ def _timed_turn(fn, calls, times):
         times.append(time.perf_counter() - start)
 
 
-def layer_pair(layer, x):
-    """(forward in eval mode, forward + backward in training mode) of a cs_vit layer on x."""
+def layer_pair(layer, x, fast_tier=True):
+    """(forward in eval mode, forward + backward in training mode) of a cs_vit layer on x.
+
+    ``fast_tier=False`` runs the textbook layer (the code students write).
+    """
     def forward():
-        layer.eval()
-        return layer.forward(x)
+        with fast.enabled(fast_tier):
+            layer.eval()
+            return layer.forward(x)
 
     def train():
-        layer.train()
-        return layer.backward(layer.forward(x))
+        with fast.enabled(fast_tier):
+            layer.train()
+            return layer.backward(layer.forward(x))
     return forward, train
 
 
@@ -111,10 +119,10 @@ def softmax_pair(scores_queries_first):
     dattn = scores.copy()
 
     def forward():
-        return _masked_softmax(scores, None)
+        return masked_softmax_keys_first(scores, None)
 
     def train():
-        return _softmax_backward(forward(), dattn)
+        return softmax_backward_keys_first(forward(), dattn)
     return forward, train
 
 
@@ -122,21 +130,28 @@ def elementwise_rows(rounds, rng):
     hidden = rng.standard_normal((ROWS, M), dtype=np.float32)
     tokens = rng.standard_normal((ROWS, D), dtype=np.float32)
     scores = rng.standard_normal((N, HEADS, T, T), dtype=np.float32)
+    # torch's LayerNorm with its affine weight and bias, as ours has (and their gradients).
+    weight = torch.ones(D, requires_grad=True)
+    bias = torch.zeros(D, requires_grad=True)
     cases = [
-        ("GELU", (ROWS, M), layer_pair(GELU(), hidden), torch_pair(torch.nn.functional.gelu, hidden)),
-        ("LayerNorm", (ROWS, D), layer_pair(LayerNorm(D), tokens),
-         torch_pair(lambda x: torch.nn.functional.layer_norm(x, (D,)), tokens)),
-        ("softmax over the keys", scores.shape, softmax_pair(scores),
-         torch_pair(lambda x: torch.softmax(x, dim=-1), scores)),
+        ("GELU", (ROWS, M), GELU, hidden, torch.nn.functional.gelu),
+        ("LayerNorm", (ROWS, D), lambda: LayerNorm(D), tokens,
+         lambda x: torch.nn.functional.layer_norm(x, (D,), weight, bias)),
+        ("softmax over the keys", scores.shape, None, scores, lambda x: torch.softmax(x, dim=-1)),
     ]
     rows = []
-    for name, shape, ours, theirs in cases:
+    for name, shape, make_layer, x, torch_fn in cases:
         data = np.ones(shape, np.float32)
         one_pass = median_ms(lambda: np.multiply(data, -1.0, out=data), rounds)
+        ours = layer_pair(make_layer(), x) if make_layer else softmax_pair(x)
+        textbook = layer_pair(make_layer(), x, fast_tier=False) if make_layer else None
+        theirs = torch_pair(torch_fn, x)
         for kind, index in (("forward", 0), ("forward + backward", 1)):
             mine, torch_ms = alternating_ms(ours[index], theirs[index], rounds)
-            rows.append(f"| {name} {shape} | {kind} | {mine:.2f} | {torch_ms:.2f} | **{mine / torch_ms:.1f}** "
-                        f"| {mine / one_pass:.0f} |")
+            plain = (f"{alternating_ms(textbook[index], theirs[index], rounds)[0]:.2f}"
+                     if textbook else "— (inside the attention layer)")
+            rows.append(f"| {name} {shape} | {kind} | {mine:.2f} | {plain} | {torch_ms:.2f} "
+                        f"| **{mine / torch_ms:.1f}** | {mine / one_pass:.0f} |")
     return rows
 
 
@@ -188,7 +203,7 @@ def two_thread_row(rounds, rng):
     return f"| GELU value and derivative, {len(blocks)} blocks of {blocks[0].stop} | {one:.2f} | {two:.2f} | **{one / two:.2f}** |"
 
 
-def render(rounds, elementwise, gemms, threads):
+def render(rounds, elementwise, gemms, threads, loads):
     return "\n".join([
         "# What bounds cs_vit on the CPU: its parts against torch's, one by one",
         "",
@@ -197,8 +212,9 @@ def render(rounds, elementwise, gemms, threads):
         "",
         "## Element-wise layers",
         "",
-        "| layer (shape) | pass | cs_vit (ms) | torch (ms) | ratio | cs_vit in NumPy passes |",
-        "|---|---|---|---|---|---|",
+        "| layer (shape) | pass | cs_vit fast tier (ms) | cs_vit textbook tier (ms) | torch (ms) "
+        "| ratio fast / torch | fast tier in NumPy passes |",
+        "|---|---|---|---|---|---|---|",
         *elementwise,
         "",
         "A NumPy pass is `x *= -1` over the same data. torch runs each of these layers as one",
@@ -217,6 +233,7 @@ def render(rounds, elementwise, gemms, threads):
         threads,
         "",
         *environment("cpu", numpy_blas()["num_threads"]),
+        f"- load average before / after: {loads[0]:.2f} / {loads[1]:.2f}",
         f"- command: `{' '.join(['python bench/cpu_limits.py', *sys.argv[1:]])}`",
         "",
     ])
@@ -229,8 +246,10 @@ def main():
     args = p.parse_args()
     set_torch_threads()
     rng = np.random.default_rng(0)
-    report = render(args.rounds, elementwise_rows(args.rounds, rng), gemm_rows(args.rounds, rng),
-                    two_thread_row(args.rounds, rng))
+    load_before = os.getloadavg()[0]
+    rows = (elementwise_rows(args.rounds, rng), gemm_rows(args.rounds, rng),
+            two_thread_row(args.rounds, rng))
+    report = render(args.rounds, *rows, (load_before, os.getloadavg()[0]))
     print(report)
     Path(args.out).write_text(report)
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
+# cs-vit: instructor-only (runs the fast tier's benchmarks, which the student release leaves out)
 # The GPU checks, on a machine with an NVIDIA GPU, CuPy and PyTorch (CUDA):
 #   bench/gpu_check.sh [OUTPUT_DIR]     (default: runs/gpu_check)
-# 1. tests/test_gpu.py: the CuPy backend against NumPy (the whole ViT forward and backward
-#    in float64), gradient checks on the GPU, training, checkpoints, no copies per step;
+# 1. tests/test_gpu.py and tests/test_fast_gpu.py: the CuPy backend against NumPy (the whole
+#    ViT forward and backward in float64, both tiers), gradient checks on the GPU, training,
+#    checkpoints, no copies per step, the fast tier's fused kernels;
 # 2. bench/profile_step.py: where a GPU training step's time goes, cs_vit and torch;
 # 3. bench/gpu_call_overhead.py: the host time of one CuPy call, and of one torch call;
 # 4. bench/compare_torch.py --device cuda: the speed and memory table (results_cuda.md).
@@ -13,7 +15,7 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import cupy, numpy, torch; print('CuPy', cupy.__version__, 'NumPy', numpy.__version__, 'torch', torch.__version__)"
-python3 -m pytest tests/test_gpu.py -n 0 -p no:cacheprovider -q -rs 2>&1 | tee "$out/gpu_tests.log"
+python3 -m pytest tests/test_gpu.py tests/test_fast_gpu.py -n 0 -p no:cacheprovider -q -rs 2>&1 | tee "$out/gpu_tests.log"
 tests=${PIPESTATUS[0]}
 python3 bench/profile_step.py --device cuda --config patch8 2>&1 | tee "$out/gpu_profile.log"
 profile=${PIPESTATUS[0]}

@@ -1,9 +1,11 @@
+# cs-vit: instructor-only (compares the fast tier, which the student release leaves out)
 """Where a training step's time goes, for cs_vit and for torch: host time, GPU kernels, copies.
 
     python bench/profile_step.py --device cuda             # both sides, seed config
     python bench/profile_step.py --device cuda --config patch4 --top 25
 
-For each side it times a few training steps (the same step as bench/compare_torch.py),
+For each side (by default cs_vit's fast and textbook tiers, and torch) it times a few
+training steps (the same step as bench/compare_torch.py),
 then records them with torch.profiler (which sees CuPy's kernels too: CUPTI records
 every kernel of the process) and prints per step: wall time, the GPU's busy time
 (the kernels' summed durations), the number of kernels and of host<->device copies,
@@ -21,7 +23,7 @@ import time
 
 from torch.profiler import ProfilerActivity, profile
 
-from compare_torch import CONFIGS, make_sides
+from compare_torch import CONFIGS, SIDES, make_sides
 
 
 def wall_ms(side, steps):
@@ -78,16 +80,18 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--sides", nargs="+", choices=SIDES, default=["fast", "textbook", "torch"],
+                   help="which sides to profile (see bench/compare_torch.py)")
     p.add_argument("--host-profile", action="store_true",
-                   help="also print cProfile's busiest functions for cs_vit's step")
+                   help="also print cProfile's busiest functions for cs_vit's steps")
     args = p.parse_args()
-    ours, theirs = make_sides(dict(CONFIGS[args.config]), args.batch, args.device)
-    for name, side in (("cs_vit", ours), ("torch", theirs)):
+    sides = make_sides(CONFIGS[args.config], args.batch, args.device, names=args.sides)
+    for name, side in sides.items():
         wall = wall_ms(side, args.steps)
         print(f"\n## {name}: {args.config}, batch {args.batch}, {args.device}")
         if args.device == "cpu":  # no kernels to record: wall time and the host profile only
             print(f"wall {wall:.2f} ms/step")
-            if name == "cs_vit" and args.host_profile:
+            if name != "torch" and args.host_profile:
                 host_profile(side, args.steps, 3 * args.top)
             continue
         busy, kernels, copies, per_kernel, launches = kernel_profile(side, args.steps)
@@ -99,7 +103,7 @@ def main():
         print("by launches per step:")
         for kernel, count in launches.most_common(args.top):
             print(f"  {count:5.0f}  {kernel}")
-        if name == "cs_vit" and args.host_profile:
+        if name != "torch" and args.host_profile:
             host_profile(side, args.steps, 3 * args.top)
 
 

@@ -42,6 +42,11 @@ def replace(target, replacement):
     _replacements[key] = replacement
 
 
+def restore(target):
+    """Remove the replacement of ``target``, if any: it runs its own code again."""
+    _replacements.pop(target.replaceable_key, None)
+
+
 def restore_all():
     """Remove every replacement: from now on each ``@replaceable`` runs its own code."""
     _replacements.clear()

@@ -4,6 +4,8 @@ import io
 import pickle
 import struct
 import tarfile
+import zipfile
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -19,7 +21,7 @@ def cifar_batch(n, seed):
             b"labels": [int(v) for v in rng.integers(0, 10, n)]}
 
 
-def write_cifar(folder, n=4):
+def write_cifar(folder, n=4, protocol=3):
     """folder/{data_batch_1..5, test_batch, batches.meta} with n images a batch."""
     folder.mkdir(parents=True, exist_ok=True)
     batches = {f"data_batch_{i}": cifar_batch(n, i) for i in range(1, 6)}
@@ -27,8 +29,18 @@ def write_cifar(folder, n=4):
     batches["batches.meta"] = {b"label_names": [c.encode() for c in CIFAR_CLASSES]}
     for name, content in batches.items():
         # Protocol 3 stores bytes natively, as the Python 2 originals do.
-        (folder / name).write_bytes(pickle.dumps(content, protocol=3))
+        (folder / name).write_bytes(pickle.dumps(content, protocol=protocol))
     return batches
+
+
+def cifar_with_label(root, batch, label, index=2):
+    """A CIFAR-10 folder in root whose ``batch`` file holds ``label`` at ``index``."""
+    folder = root / "cifar-10-batches-py"
+    write_cifar(folder)
+    content = cifar_batch(4, seed=1)
+    content[b"labels"][index] = label
+    (folder / batch).write_bytes(pickle.dumps(content, protocol=3))
+    return root
 
 
 def idx_bytes(array, magic):
@@ -77,3 +89,38 @@ def tar_gz(members):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def flat_png(path, width, height):
+    """A greyscale PNG of width x height zeros, written row by row (a few KB per million pixels)."""
+    compressor = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter type 0, then the pixels
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def npz_bytes(members, compression=zipfile.ZIP_STORED):
+    """An .npz file as bytes from {name: .npy bytes}, as numpy.savez lays it out."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name + ".npy", data)
+    return buffer.getvalue()
+
+
+def npy_bytes(array, shape=None):
+    """``array`` as .npy bytes, its header declaring ``shape`` (default: its own)."""
+    buffer = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+              "shape": array.shape if shape is None else shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + array.tobytes()

@@ -8,19 +8,22 @@ from cs_vit.data import load_image_folder
 from tests.data_files import write_folder, write_image
 
 
-def test_load_image_folder_splits_each_class_by_test_fraction(tmp_path):
-    write_folder(tmp_path, classes=("cat", "dog"), per_class=5)
+def test_load_image_folder_splits_each_class_by_about_test_fraction(tmp_path):
+    write_folder(tmp_path, classes=("cat", "dog"), per_class=60)
     train, test = load_image_folder(tmp_path, test_fraction=0.2)
     assert train.class_names == ["cat", "dog"]
-    assert train.images.shape == (8, 3, 8, 8) and train.images.dtype == np.uint8
-    assert np.bincount(test.labels).tolist() == [1, 1]
+    assert len(train) + len(test) == 120 and train.images.shape[1:] == (3, 8, 8)
+    assert train.images.dtype == np.uint8
+    assert all(6 <= count <= 18 for count in np.bincount(test.labels))
     assert test.mean == train.mean and train.name == f"folder:{tmp_path.name}"
+    assert sorted(train.files + test.files) == sorted(
+        f"{c}/{i:03d}.png" for c in ("cat", "dog") for i in range(60))
 
 
 def test_image_folder_pixels_match_the_files(tmp_path):
-    path = write_image(tmp_path / "a" / "0.png", size=(4, 6), seed=3)
-    write_image(tmp_path / "a" / "1.png", size=(4, 6), seed=4)
-    train, test = load_image_folder(tmp_path, test_fraction=0.5)
+    path = write_image(tmp_path / "train" / "a" / "0.png", size=(4, 6), seed=3)
+    write_image(tmp_path / "test" / "a" / "1.png", size=(4, 6), seed=4)
+    train, test = load_image_folder(tmp_path)
     expected = np.asarray(Image.open(path)).transpose(2, 0, 1)
     both = np.concatenate([train.images, test.images])
     assert any((image == expected).all() for image in both)
@@ -65,11 +68,12 @@ def test_image_folder_with_mixed_sizes_suggests_image_size(tmp_path):
 
 
 def test_grayscale_images_become_rgb(tmp_path):
-    write_image(tmp_path / "a" / "0.png", mode="L")
-    write_image(tmp_path / "a" / "1.bmp", mode="L")
-    train, _ = load_image_folder(tmp_path, test_fraction=0.5)
+    write_image(tmp_path / "train" / "a" / "0.png", mode="L")
+    write_image(tmp_path / "test" / "a" / "1.bmp", mode="L")
+    train, test = load_image_folder(tmp_path)
     assert train.images.shape == (1, 3, 8, 8)
-    assert (train.images[:, 0] == train.images[:, 2]).all()
+    for split in (train, test):
+        assert (split.images[:, 0] == split.images[:, 2]).all()
 
 
 def test_non_image_files_are_skipped_with_a_warning(tmp_path):

@@ -9,8 +9,7 @@ import pytest
 from cs_vit import backend, fast
 from cs_vit.fast.gelu import normal_cdf, normal_pdf
 from cs_vit.models import VisionTransformer
-from cs_vit.optim import make_optimizer
-from tests.test_gpu import SMALL_VIT, _gpu_available, run_model
+from tests.test_gpu import SMALL_VIT, _gpu_available, adamw_on_both_backends, run_model
 
 pytestmark = pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and a CUDA GPU")
 
@@ -47,27 +46,6 @@ def test_fast_vit_on_the_gpu_equals_the_textbook_vit_on_numpy_in_float64(float64
 
 
 def test_flat_adamw_on_the_gpu_equals_the_textbook_adamw_on_numpy(float64):
-    rng = np.random.default_rng(3)
-    images, dlogits = rng.standard_normal((2, 2, 8, 8)), rng.standard_normal((2, 5))
-
-    def three_steps(model):
-        optimizer = make_optimizer("adamw", model, lr=1e-2, weight_decay=0.1)
-        for _ in range(3):
-            model.forward(backend.asarray(images))
-            model.backward(backend.asarray(dlogits))
-            optimizer.step()
-        return model.state_dict()
-
-    backend.seed(0)
-    model = VisionTransformer(**SMALL_VIT)
-    start = model.state_dict()
-    host = three_steps(model)
-    backend.use("cupy")
-    model = VisionTransformer(**SMALL_VIT)
-    model.load_state_dict(start)
-    with fast.enabled(True):
-        device = three_steps(model)
-    # Not 1e-12: a gradient that is rounding noise (the key bias's, which softmax ignores)
-    # gets an update of up to lr * noise / eps from Adam.
-    for name in host:
+    host, device = adamw_on_both_backends(lambda: fast.enabled(True))
+    for name in host:  # not 1e-12: see tests/test_gpu.py's AdamW test
         np.testing.assert_allclose(device[name], host[name], rtol=0, atol=1e-8, err_msg=name)

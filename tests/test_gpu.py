@@ -4,6 +4,8 @@ Skipped on machines without CuPy and a CUDA GPU (CI has neither); run them on a 
 machine with ``pytest tests/test_gpu.py``. They run the textbook layers (the fast
 tier's GPU kernels have their own tests).
 """
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -110,7 +112,11 @@ def test_layers_pass_the_numerical_gradient_check_on_the_gpu(float64, make_layer
     assert_gradients_match(layer, (x,))
 
 
-def test_adamw_on_the_gpu_equals_numpy(float64):
+def adamw_on_both_backends(device_context=contextlib.nullcontext):
+    """Parameters after 3 AdamW steps from the same start: on NumPy, then on CuPy.
+
+    The CuPy steps run inside ``device_context()`` (the fast tier's tests switch it on).
+    """
     rng = np.random.default_rng(3)
     images, dlogits = rng.standard_normal((2, 2, 8, 8)), rng.standard_normal((2, 5))
 
@@ -129,7 +135,12 @@ def test_adamw_on_the_gpu_equals_numpy(float64):
     backend.use("cupy")
     model = VisionTransformer(**SMALL_VIT)
     model.load_state_dict(start)
-    device = three_steps(model)
+    with device_context():
+        return host, three_steps(model)
+
+
+def test_adamw_on_the_gpu_equals_numpy(float64):
+    host, device = adamw_on_both_backends()
     # Not 1e-12: a gradient that is rounding noise (the key bias's, which softmax ignores)
     # gets an update of up to lr * noise / eps from Adam, so it differs by ~1e-10 here.
     for name in host:

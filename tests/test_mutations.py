@@ -93,7 +93,7 @@ def answers(tmp_path_factory):
                         keep_solutions=True).out_dir
 
 
-def run_in(tree, *args, timeout=600):
+def run_in(tree, *args, timeout=900):
     """Run ``python -m ...`` in ``tree`` against the cs_vit of that tree."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "CS_VIT"))}
     env["PYTHONPATH"] = str(tree)
@@ -102,12 +102,14 @@ def run_in(tree, *args, timeout=600):
 
 
 def pytest_in(tree, task, *extra):
-    return run_in(tree, "pytest", "-m", task, "-q", "-n", "0", "-p", "no:cacheprovider", *extra)
+    """``pytest -m task`` in ``tree``, in one process unless ``extra`` says otherwise."""
+    extra = extra if "-n" in extra else ("-n", "0", *extra)
+    return run_in(tree, "pytest", "-m", task, "-q", "-p", "no:cacheprovider", *extra)
 
 
 def test_the_answer_key_has_no_fast_tier_and_passes_every_task(answers):
     assert not (answers / "cs_vit" / "fast").exists()
-    result = pytest_in(answers, " or ".join(f"task{i}" for i in range(1, 8)))
+    result = pytest_in(answers, " or ".join(f"task{i}" for i in range(1, 8)), "-n", "2")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
@@ -131,7 +133,9 @@ def test_a_usual_mistake_fails_its_tasks_tests_showing_values(answers, tmp_path,
             f"the mutation of {name!r} no longer applies to {relative}")
         source = source.replace(right_line, wrong_line)
     path.write_text(source)
-    result = pytest_in(tree, task, "-x", "tests/" + TASK_TESTS[task], "tests")
+    first = "tests/" + TASK_TESTS[task]  # then the rest, so that -x stops at its failure
+    rest = sorted(str(p.relative_to(tree)) for p in tree.glob("tests/test_*.py"))
+    result = pytest_in(tree, task, "-x", first, *[p for p in rest if p != first])
     output = result.stdout + result.stderr
     assert result.returncode == 1, f"{task}'s tests did not catch {name!r}:\n{output[-3000:]}"
     assert any(words in output for words in SHOWS_VALUES), (

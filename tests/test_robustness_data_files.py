@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cs_vit.data import load_cifar10, load_image_folder, load_mnist
-from tests.data_files import cifar_batch, idx_bytes, write_cifar, write_folder, write_idx
+from tests.data_files import cifar_with_label, idx_bytes, write_cifar, write_folder, write_idx
 
 
 def test_a_cifar10_batch_of_garbage_bytes_is_reported_by_name(tmp_path):
@@ -17,11 +17,7 @@ def test_a_cifar10_batch_of_garbage_bytes_is_reported_by_name(tmp_path):
 
 
 def test_a_cifar10_batch_with_labels_out_of_range_is_reported_by_name(tmp_path):
-    folder = tmp_path / "cifar-10-batches-py"
-    write_cifar(folder)
-    batch = cifar_batch(4, seed=1)
-    batch[b"labels"][2] = 12
-    (folder / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=3))
+    cifar_with_label(tmp_path, "data_batch_1", 12)
     with pytest.raises(ValueError, match=r"labels in .*data_batch_1 must lie in \[0, 10\) for "
                                          r"10 classes, got labels from \d+ to 12; the file is "
                                          r"corrupt"):

@@ -92,7 +92,7 @@ def test_solver_arguments_of_the_wrong_type_or_range_are_refused(data, arg, valu
 @pytest.mark.parametrize("options, match", [
     ({"label_smoothing": 1.5}, r"label_smoothing must lie in \[0, 1\], got 1.5"),
     ({"schedule": "cosin"}, "unknown learning-rate schedule 'cosin'"),
-    ({"warmup_epochs": 5}, r"warmup_steps \(25\) must not exceed total_steps \(10\)"),
+    ({"warmup_epochs": 5}, r"warmup_epochs \(5\) must not exceed num_epochs \(2\)"),
     ({"resume": True}, "resume=True needs checkpoint_dir"),
     ({"grad_clip": -1.0}, "grad_clip must be a finite number >= 0, got -1.0"),
     ({"schedule": "step"}, "schedule='step' needs lr_step_epochs, the number of epochs"),

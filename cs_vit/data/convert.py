@@ -6,6 +6,8 @@ torch is never imported here: tensors are recognised by their ``detach`` method.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from tqdm import tqdm
 
@@ -23,8 +25,9 @@ def as_dataset(obj, *, name=None, class_names=None, mean=None, std=None):
 
     Images may be (N, H, W), (N, C, H, W) or channels-last (N, H, W, C) with C 1 or
     3, uint8 or float in 0..1. Torchvision datasets with ``.data``/``.targets``
-    (CIFAR10, MNIST, ...) convert in one go; others are iterated item by item.
-    Pass a test split the train split's ``mean``/``std``.
+    (CIFAR10, MNIST, ...) convert in one go; others are iterated item by item, and
+    a ``Normalize`` in their transform is undone (its mean and std become the
+    dataset's). Pass a test split the train split's ``mean``/``std``.
     """
     if isinstance(obj, ArrayDataset):
         return obj
@@ -34,9 +37,14 @@ def as_dataset(obj, *, name=None, class_names=None, mean=None, std=None):
     elif hasattr(obj, "data") and hasattr(obj, "targets"):
         images, labels = obj.data, obj.targets
         default_name = _torchvision_name(obj)
-    elif hasattr(obj, "__getitem__") and hasattr(obj, "__len__"):
+    elif hasattr(obj, "__getitem__") and hasattr(obj, "__len__") and not isinstance(obj, Mapping):
         images, labels = _iterate(obj)
         default_name = _torchvision_name(obj)
+        normalized = _find_normalize(obj)
+        if normalized is not None:
+            images = _undo_normalize(images, normalized)
+            if mean is None:
+                mean, std = (_per_channel(v, images) for v in (normalized.mean, normalized.std))
     else:
         raise TypeError(
             f"cannot make a dataset from {type(obj).__name__}; pass an ArrayDataset, a "
@@ -81,6 +89,30 @@ def _to_nchw(images):
     return np.ascontiguousarray(images, dtype=np.uint8)
 
 
+def _find_normalize(dataset):
+    """The torchvision ``Normalize`` step of ``dataset.transform`` (or a Compose of it), or None."""
+    transform = getattr(dataset, "transform", None)
+    steps = getattr(transform, "transforms", [transform])
+    found = [step for step in steps if type(step).__name__ == "Normalize"
+             and hasattr(step, "mean") and hasattr(step, "std")]
+    return found[-1] if found else None
+
+
+def _per_channel(values, images):
+    """``values`` (one number, or one per channel) as one float per channel of ``images``."""
+    return np.broadcast_to(np.asarray(_to_numpy(values), np.float64).ravel(), (images.shape[1],))
+
+
+def _undo_normalize(images, normalized):
+    """(x - mean) / std back to x in 0..1; rounding just outside [0, 1] is clipped."""
+    mean, std = (_per_channel(v, images)[:, None, None] for v in (normalized.mean, normalized.std))
+    images = (images * std + mean).astype(np.float32)
+    tolerance = 1e-3
+    if images.size and images.min() >= -tolerance and images.max() <= 1 + tolerance:
+        np.clip(images, 0.0, 1.0, out=images)
+    return images
+
+
 def _iterate(dataset):
     """The slow path: read a generic dataset item by item into two arrays."""
     if len(dataset) == 0:
@@ -95,7 +127,7 @@ def _iterate(dataset):
         elif channels_last:
             image = image.transpose(2, 0, 1)
         images.append(image)
-        labels.append(int(label))
+        labels.append(_to_numpy(label))
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise ValueError(f"the dataset's images have different shapes {sorted(shapes)}; "

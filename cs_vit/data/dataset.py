@@ -5,6 +5,8 @@
     class_names  list[str]
     mean, std    per-channel normalisation constants (C floats each)
     name         "cifar10", "mnist", "fashion-mnist", "digits", "folder:<dir>", ...
+    files        for data read from image files, each image's path relative to the
+                 dataset's folder (what a run records of its train/test split); else None
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cs_vit.data.transforms import channel_stats
+from cs_vit.limits import MAX_CLASSES
 
 
 @dataclass
@@ -29,13 +32,15 @@ class ArrayDataset:
     mean: tuple = None
     std: tuple = None
     name: str = "arrays"
+    files: list = None
     # The copy on the active backend that loader.device_copy makes once and keeps.
     _device_copy: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.labels = check_labels(self.labels)
         _check_images(self.images, len(self.labels))
-        self.class_names = [str(c) for c in self.class_names]
+        self.class_names = [printable(str(c)) for c in self.class_names]
+        self.name = printable(str(self.name))
         check_label_range(self.labels, len(self.class_names), "labels",
                           "; give one class name per class")
         if self.mean is None or self.std is None:
@@ -81,15 +86,24 @@ def _check_images(images, n):
                          f"images and {n} labels")
 
 
-def check_labels(labels):
-    """``labels`` as a non-empty int64 array (N,), or a ValueError/TypeError saying why not."""
+def check_labels(labels, source="labels"):
+    """``labels`` as a non-empty int64 array (N,), or a ValueError/TypeError saying why not.
+
+    Floats are refused, not truncated, and no label may reach ``MAX_CLASSES``
+    (checked in the labels' own dtype, so a huge uint64 is reported as it is):
+    a class count is never taken from a label before this check.
+    """
     labels = np.asarray(labels)
     if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D (N,), got shape {labels.shape}")
+        raise ValueError(f"{source} must be 1-D (N,), got shape {labels.shape}")
     if labels.size == 0:
-        raise ValueError("the dataset is empty: labels has no entries")
+        raise ValueError(f"the dataset is empty: {source} has no entries")
     if labels.dtype.kind not in "iu":
-        raise TypeError(f"labels must be integers (class indices), got dtype {labels.dtype}")
+        raise TypeError(f"{source} must be integers (class indices), got dtype {labels.dtype}")
+    if labels.max() >= MAX_CLASSES:
+        raise ValueError(f"{source} must be class indices below {MAX_CLASSES:,} (the most "
+                         f"classes cs_vit takes), got a label of {labels.max()}; are they "
+                         "corrupt, or ids rather than class indices 0, 1, 2, ...?")
     return labels.astype(np.int64, copy=False)
 
 
@@ -98,6 +112,19 @@ def check_label_range(labels, num_classes, source, advice=""):
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"{source} must lie in [0, {num_classes}) for {num_classes} classes, "
                          f"got labels from {labels.min()} to {labels.max()}{advice}")
+
+
+def printable(text):
+    """``text`` as valid UTF-8: bytes of a non-UTF-8 file name show as ``\\xNN``.
+
+    Python reads such a name with surrogate escapes, which matplotlib, JSON
+    readers and terminals cannot encode; class and dataset names go through here.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name produced
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _check_stat(what, values, channels):

@@ -4,12 +4,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
+
+from cs_vit.io import temp_file_beside
 
 _CHUNK = 1 << 20
 
@@ -37,10 +38,9 @@ def download_file(url, dest, md5, timeout=60):
     dest = Path(dest)
     if dest.is_file() and md5_of(dest) == md5:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    out, tmp = temp_file_beside(dest, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with out:
             got = _fetch(url, out, dest.name, timeout)
         if got != md5:
             raise ValueError(

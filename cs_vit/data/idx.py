@@ -7,6 +7,8 @@ dimension) followed by the raw uint8 values. Images have magic 2051 and dims
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -16,6 +18,8 @@ import numpy as np
 from cs_vit.data.dataset import ArrayDataset, check_label_range
 from cs_vit.data.download import download_file
 from cs_vit.data.transforms import DATASET_STATS
+from cs_vit.io import existing_folder, open_regular
+from cs_vit.limits import check_inflation
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 SPLITS = {
@@ -55,7 +59,7 @@ def load_fashion_mnist(root, download=False):
 
 
 def _load(name, root, download, url, md5, class_names):
-    root = Path(root).expanduser()
+    root = existing_folder(root, f"the {name} folder", must_exist=False)
     if download:
         for base in SPLITS["train"] + SPLITS["test"]:
             if _find(root, base) is None:
@@ -89,8 +93,6 @@ def _read_split(images_path, labels_path, num_classes):
     labels = read_idx(labels_path, LABELS_MAGIC)
     check_label_range(labels, num_classes, f"the labels in {labels_path}",
                       "; the file is corrupt, download it again")
-    if images.ndim != 3:
-        raise ValueError(f"{images_path} declares dims {images.shape}; images need (N, H, W)")
     if len(images) != len(labels):
         raise ValueError(f"{images_path} has {len(images)} images but {labels_path} has "
                          f"{len(labels)} labels; the two files must come from the same split")
@@ -100,35 +102,61 @@ def _read_split(images_path, labels_path, num_classes):
 def read_idx(path, magic):
     """The uint8 array stored in the IDX file at ``path`` (``.gz`` is decompressed).
 
-    ``magic`` is the expected magic number: 2051 for images, 2049 for labels.
+    ``magic`` is the expected magic number: 2051 for images, 2049 for labels. The
+    header is read and checked against the file's size first (a gzipped file may
+    inflate only as far as :func:`cs_vit.limits.check_inflation` allows); only then
+    is the array allocated, once, and filled from the file.
     """
-    raw = _read_bytes(Path(path))
-    if len(raw) < 4:
-        raise ValueError(f"{path} is too short ({len(raw)} bytes) to be an IDX file")
-    (got,) = struct.unpack(">I", raw[:4])
+    path = Path(path)
+    try:
+        with open_regular(path) as raw, _decompressed(path, raw) as f:
+            dims = _read_dims(path, f, magic)
+            _check_declared(path, dims, os.fstat(raw.fileno()).st_size, f is not raw)
+            data = np.empty(math.prod(dims), dtype=np.uint8)
+            got, extra = f.readinto(data), len(f.read(1))
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise ValueError(f"{path} is not a valid gzip file ({err}); download it again") from err
+    if got < len(data) or extra:
+        state = "truncated" if got < len(data) else "longer than declared"
+        raise ValueError(f"{path} is {state}: the header declares dims {dims}, i.e. "
+                         f"{len(data):,} bytes of data, but it holds "
+                         f"{'only ' + format(got, ',') if got < len(data) else 'more'}; "
+                         "download it again")
+    return data.reshape(dims)
+
+
+def _decompressed(path, raw):
+    """``raw`` itself, or a gzip reader over it if ``path`` ends in .gz."""
+    return gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+
+
+def _read_dims(path, f, magic):
+    """The dims in the IDX header at the start of ``f``, after its magic number is checked."""
+    head = f.read(4)
+    if len(head) < 4:
+        raise ValueError(f"{path} is too short ({len(head)} bytes) to be an IDX file")
+    (got,) = struct.unpack(">I", head)
     if got != magic:
         kind = "images" if magic == IMAGES_MAGIC else "labels"
         raise ValueError(f"{path} has magic number {got}, expected {magic} (an IDX {kind} file); "
                          "is it the right file, and not compressed twice?")
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path} is truncated: its header ends after {len(raw)} bytes")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        state = "truncated" if len(raw) < expected else "longer than declared"
-        raise ValueError(f"{path} is {state}: the header declares dims {dims}, i.e. {expected} "
-                         f"bytes, but the file has {len(raw)}; download it again")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header ends after {4 + len(raw_dims)} bytes")
+    dims = struct.unpack(f">{ndim}I", raw_dims)
+    if 0 in dims:
+        raise ValueError(f"{path} declares dims {dims}, which hold no data; download it again")
+    return dims
 
 
-def _read_bytes(path):
-    """The file's bytes, gunzipped if it ends in .gz; a bytearray, so arrays on it are writable."""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return bytearray(f.read())
-        return bytearray(path.read_bytes())
-    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise ValueError(f"{path} is not a valid gzip file ({err}); download it again") from err
+def _check_declared(path, dims, stored, compressed):
+    """Refuse dims that ask for more than the ``stored`` bytes of the file can hold."""
+    declared = math.prod(dims)
+    what = f"{path} declares dims {dims}, i.e. {declared:,} bytes of data"
+    if compressed:
+        check_inflation(declared, stored, what, "download it again")
+    elif stored != 4 + 4 * len(dims) + declared:
+        state = "truncated" if stored < 4 + 4 * len(dims) + declared else "longer than declared"
+        raise ValueError(f"{path} is {state}: {what}, but the file has {stored:,} bytes in all; "
+                         "download it again")

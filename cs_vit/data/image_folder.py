@@ -1,13 +1,18 @@
 """Your own images: one folder per class, as torchvision's ``ImageFolder`` reads them.
 
-    root/cat/001.jpg, root/cat/002.png, root/dog/...          (split here by seed)
+    root/cat/001.jpg, root/cat/002.png, root/dog/...          (split here, by name)
     root/train/cat/..., root/test/cat/...                    (split already made)
+
+Without train/ and test/ folders, an image goes to the test split when a hash of
+its own path (and the seed) says so: adding or removing other files never moves
+it between splits, so a model is never evaluated on images it trained on.
 
 Pass ``cache_dir`` to keep the decoded arrays in an ``.npz`` there, so the next
 load skips decoding; nothing is ever written inside ``root``.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -17,6 +22,7 @@ import numpy as np
 from cs_vit.data.dataset import ArrayDataset
 from cs_vit.data.image_cache import cache_file, read_cache, write_cache
 from cs_vit.data.image_decode import IMAGE_EXTENSIONS, decode_images
+from cs_vit.io import existing_folder
 
 _LISTED = 10
 
@@ -25,12 +31,13 @@ def load_image_folder(root, image_size=None, test_fraction=0.2, seed=0, cache_di
     """(train, test) ArrayDatasets of RGB images (N, 3, H, W) uint8; class names are folder names.
 
     image_size: None (all images must share one size), an int, or (H, W) to resize to.
-    test_fraction, seed: how each class is split when there are no train/ and test/ folders.
+    test_fraction, seed: without train/ and test/ folders, an image is a test image when
+    a hash of ``seed`` and its path relative to ``root`` falls below ``test_fraction``, so
+    each class's share is about ``test_fraction`` (a class with few images may miss a split).
     Files that are not images, or that PIL cannot read, are skipped with a warning.
+    Each split's ``files`` lists its images' paths relative to ``root``.
     """
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
+    root = existing_folder(root, "image folder").resolve()
     size = _check_size(image_size)
     if (root / "train").is_dir() and (root / "test").is_dir():
         class_names, test_classes = _class_folders(root / "train"), _class_folders(root / "test")
@@ -48,16 +55,19 @@ def load_image_folder(root, image_size=None, test_fraction=0.2, seed=0, cache_di
     arrays = _decode_or_load_cache(root, files, size, cache_dir)
     for split, folder in splits.items():
         _check_every_class(arrays[split + "_labels"], class_names, folder)
+    relative = {split: np.array([path.relative_to(root).as_posix() for s, path, _ in files
+                                 if s == split], dtype=object)[arrays[split + "_keep"]]
+                for split in splits}
     if "all" in splits:
-        images, labels = arrays["all_images"], arrays["all_labels"]
-        is_test = _split(labels, class_names, test_fraction, seed)
-        train, test = (images[~is_test], labels[~is_test]), (images[is_test], labels[is_test])
+        images, labels, paths = arrays["all_images"], arrays["all_labels"], relative["all"]
+        is_test = _split(paths, labels, class_names, test_fraction, seed, root)
+        train, test = ((images[m], labels[m], list(paths[m])) for m in (~is_test, is_test))
     else:
-        train = arrays["train_images"], arrays["train_labels"]
-        test = arrays["test_images"], arrays["test_labels"]
+        train, test = ((arrays[s + "_images"], arrays[s + "_labels"], list(relative[s]))
+                       for s in ("train", "test"))
     name = f"folder:{root.name}"
-    train = ArrayDataset(*train, class_names, name=name)
-    return train, ArrayDataset(*test, class_names, train.mean, train.std, name)
+    train = ArrayDataset(*train[:2], class_names, name=name, files=train[2])
+    return train, ArrayDataset(*test[:2], class_names, train.mean, train.std, name, test[2])
 
 
 def _check_size(image_size):
@@ -106,7 +116,8 @@ def _warn(message, paths):
 
 
 def _decode_or_load_cache(root, files, size, cache_dir):
-    """{"<split>_images", "<split>_labels", "skipped"}: the decoded files, cached if asked."""
+    """{"<split>_images", "<split>_labels", "<split>_keep", "skipped"}: the decoded files
+    (``keep`` marks the readable ones, ``skipped`` says why the others are not), cached if asked."""
     path = cache_file(cache_dir, root, files, size) if cache_dir is not None else None
     arrays = read_cache(path) if path is not None else None
     if arrays is None:
@@ -114,9 +125,10 @@ def _decode_or_load_cache(root, files, size, cache_dir):
         for split in dict.fromkeys(split for split, _, _ in files):
             paths = [p for s, p, _ in files if s == split]
             labels = np.array([label for s, _, label in files if s == split], dtype=np.int64)
-            images, keep = decode_images(paths, size, desc=f"decoding {root.name}/{split}")
+            images, keep, reasons = decode_images(paths, size, desc=f"decoding {root.name}/{split}")
             arrays[split + "_images"], arrays[split + "_labels"] = images, labels[keep]
-            skipped += [str(p) for p, kept in zip(paths, keep) if not kept]
+            arrays[split + "_keep"] = keep
+            skipped += reasons
         arrays["skipped"] = np.array(skipped, dtype=str)
         if path is not None:
             write_cache(path, arrays)
@@ -131,15 +143,32 @@ def _check_every_class(labels, class_names, folder):
             raise ValueError(f"class {name!r} in {folder} has no readable images")
 
 
-def _split(labels, class_names, test_fraction, seed):
-    """Boolean mask of the test images: ``test_fraction`` of every class, chosen by ``seed``."""
-    rng = np.random.default_rng(seed)
-    is_test = np.zeros(len(labels), dtype=bool)
-    for label, name in enumerate(class_names):
-        members = np.flatnonzero(labels == label)
-        if len(members) < 2:
-            raise ValueError(f"class {name!r} has only {len(members)} image; a class needs at "
+def _split(paths, labels, class_names, test_fraction, seed, root):
+    """Boolean mask of the test images: those whose :func:`_unit_hash` is below ``test_fraction``.
+
+    An image's split depends on its own path only, so it never moves when others
+    are added or removed. A class that ends up with no image in a split is named.
+    """
+    counts = np.bincount(labels, minlength=len(class_names))
+    for name, count in zip(class_names, counts):
+        if count < 2:
+            raise ValueError(f"class {name!r} has only {count} image; a class needs at "
                              "least 2 to be split into train and test")
-        n_test = min(max(round(len(members) * test_fraction), 1), len(members) - 1)
-        is_test[rng.permutation(members)[:n_test]] = True
+    is_test = np.array([_unit_hash(seed, path) < test_fraction for path in paths], dtype=bool)
+    advice = ("an image's split follows a hash of its name; add images, change test_fraction, "
+              "or make train/ and test/ folders")
+    if is_test.all() or not is_test.any():
+        raise ValueError(f"all {len(paths)} images of {root} fell in the "
+                         f"{'test' if is_test.all() else 'train'} split ({advice})")
+    for split, in_split in (("train", ~is_test), ("test", is_test)):
+        for name, count in zip(class_names, np.bincount(labels[in_split], minlength=len(counts))):
+            if count == 0:
+                warnings.warn(f"class {name!r} of {root} has no {split} image ({advice})",
+                              stacklevel=3)
     return is_test
+
+
+def _unit_hash(seed, path):
+    """A number in [0, 1) fixed by ``seed`` and the relative ``path`` alone."""
+    digest = hashlib.sha256(f"{seed}/{path}".encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64

@@ -27,7 +27,7 @@ def load_dataset(name, root=None, download=False, image_size=None, **options):
 
     ``image_size`` resizes "folder" images; ``options`` (test_fraction, seed,
     cache_dir) go to :func:`load_image_folder` or :func:`load_digits`. "digits"
-    ships with scikit-learn, so ``root`` and ``download`` do not apply to it.
+    ships with scikit-learn, so a ``root`` for it is refused (``download`` does nothing).
     """
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
@@ -40,6 +40,10 @@ def load_dataset(name, root=None, download=False, image_size=None, **options):
         raise ValueError(f"image_size only applies to 'folder' datasets; {name!r} has a fixed "
                          "image size")
     if name == "digits":
+        if root is not None:
+            raise ValueError(f"the digits come with scikit-learn, so a dataset folder ({root}) "
+                             "does not apply to them; leave --data-dir/root out, or choose "
+                             "--dataset folder to train on the images in it")
         return load_digits(**options)
     if options:
         raise TypeError(f"{name!r} takes no options besides root and download, got "

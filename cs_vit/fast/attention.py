@@ -17,10 +17,7 @@ import math
 from cs_vit.backend import xp
 from cs_vit.checks import check_dout
 from cs_vit.fast.reductions import sum_leading
-from cs_vit.layers.attention import (
-    MultiHeadAttention, blocked_positions, check_attention_inputs, input_gradients, merge_heads,
-    split_heads,
-)
+from cs_vit.layers.attention import MultiHeadAttention, input_gradients, merge_heads, split_heads
 from cs_vit.layers.base import keep
 
 
@@ -105,14 +102,7 @@ def fused_qkv_backward(layer, dqkv):
 
 def attention_forward(self, query, key=None, value=None, attn_mask=None):
     """Same contract as ``MultiHeadAttention.forward``."""
-    if key is None and value is not None:
-        raise ValueError("value was given without key; pass key as well (or neither)")
-    self.inputs_given = (key is not None) + (value is not None)
-    key = query if key is None else key
-    value = key if value is None else value
-    check_attention_inputs(query, key, value, attn_mask, self.embed_dim)
-    blocked = None if attn_mask is None else blocked_positions(attn_mask)
-    self.output_shape = keep(query.shape)
+    key, value, blocked = self.take_inputs(query, key, value, attn_mask)
     if self.inputs_given == 0:
         q, k, v = fused_qkv(self, query)  # each (N, num_heads, T, Dh), q already scaled
     else:

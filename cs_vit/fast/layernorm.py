@@ -11,7 +11,7 @@ means are products with ``weight / D``.
 from __future__ import annotations
 
 from cs_vit.backend import xp
-from cs_vit.checks import check_dout, check_float_array
+from cs_vit.checks import check_dout
 from cs_vit.fast.reductions import mean_last, sum_leading
 from cs_vit.fast.row_blocks import row_blocks
 from cs_vit.layers.base import keep
@@ -43,12 +43,7 @@ def _normalize_backward(dout, xhat, inv_std, weight, dx):
 
 def layernorm_forward(self, x):
     """Same contract as ``LayerNorm.forward``; keeps (xhat, inv_std) as its cache."""
-    check_float_array(x, "x", "LayerNorm")
-    if x.ndim == 0 or x.shape[-1] != self.dim:
-        raise ValueError(
-            f"LayerNorm expected inputs with last dimension {self.dim}, got shape {x.shape}"
-        )
-    self.input_shape = keep(x.shape)
+    self.take_input(x)
     x2d = x.reshape(-1, self.dim)
     xhat, out = xp.empty_like(x2d), xp.empty_like(x2d)
     inv_std = xp.empty((x2d.shape[0], 1), dtype=x2d.dtype)

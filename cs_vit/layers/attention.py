@@ -125,15 +125,7 @@ class MultiHeadAttention(Layer):
         attn_mask: (S, T) or (N, S, T), bool or 0/1; 0/False blocks attention.
         Returns out: (N, S, D).
         """
-        if key is None and value is not None:
-            raise ValueError("value was given without key; pass key as well (or neither)")
-        self.inputs_given = (key is not None) + (value is not None)
-        key = query if key is None else key
-        value = key if value is None else value
-        check_attention_inputs(query, key, value, attn_mask, self.embed_dim)
-        # True where a query may not attend to a key; broadcasts against (N, num_heads, S, T).
-        blocked = None if attn_mask is None else blocked_positions(attn_mask)
-        self.output_shape = keep(query.shape)
+        key, value, blocked = self.take_inputs(query, key, value, attn_mask)
         out, attn, cache = None, None, None
         # BEGIN SOLUTION task5
         # HINT: 1. q, k, v: project query, key and value (q_proj, k_proj, v_proj) and split the
@@ -165,6 +157,23 @@ class MultiHeadAttention(Layer):
         self.attn_weights = keep(attn)
         self.cache = keep(cache)
         return out
+
+    def take_inputs(self, query, key, value, attn_mask):
+        """(key, value, blocked) for ``forward``, after checking every input.
+
+        Fills in key = query and value = key where they are not given, records how
+        many were given (``inputs_given``, which decides what backward returns) and
+        the output's shape; ``blocked`` is True where a query may not attend to a key,
+        broadcastable to (N, num_heads, S, T), or None without a mask.
+        """
+        if key is None and value is not None:
+            raise ValueError("value was given without key; pass key as well (or neither)")
+        self.inputs_given = (key is not None) + (value is not None)
+        key = query if key is None else key
+        value = key if value is None else value
+        check_attention_inputs(query, key, value, attn_mask, self.embed_dim)
+        self.output_shape = keep(query.shape)
+        return key, value, None if attn_mask is None else blocked_positions(attn_mask)
 
     @replaceable
     def backward(self, dout):

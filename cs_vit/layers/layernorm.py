@@ -24,15 +24,19 @@ class LayerNorm(Layer):
         self.input_shape = None
         self.cache = None
 
-    @replaceable
-    def forward(self, x):
-        """x: (..., D) -> out: (..., D); keeps in ``self.cache`` what backward needs."""
+    def take_input(self, x):
+        """Check that x is a float array (..., D) and record its shape for backward."""
         check_float_array(x, "x", "LayerNorm")
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(
                 f"LayerNorm expected inputs with last dimension {self.dim}, got shape {x.shape}"
             )
         self.input_shape = keep(x.shape)
+
+    @replaceable
+    def forward(self, x):
+        """x: (..., D) -> out: (..., D); keeps in ``self.cache`` what backward needs."""
+        self.take_input(x)
         out, cache = None, None
         # BEGIN SOLUTION task3
         # HINT: over the last axis of x (keepdims=True): the mean, the biased variance (divide

@@ -1,7 +1,7 @@
 """The transformer's position-wise feed-forward network (timm's ``Mlp``)."""
 from __future__ import annotations
 
-from cs_vit.checks import check_dout
+from cs_vit.checks import check_dout, check_float_array
 from cs_vit.layers.activations import GELU
 from cs_vit.layers.base import Layer
 from cs_vit.layers.dropout import Dropout
@@ -25,6 +25,7 @@ class MLP(Layer):
 
     def forward(self, x):
         """x: (..., dim) -> out: (..., dim)."""
+        check_float_array(x, "x", "MLP")
         # BEGIN SOLUTION task4
         # HINT: fc1 -> act -> drop1 -> fc2 -> drop2
         hidden = self.drop1(self.act(self.fc1(x)))

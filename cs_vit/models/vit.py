@@ -58,6 +58,11 @@ class ViTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be a number in [0, 1) (the probability of "
+                                 f"dropping), got {value!r}")
 
 
 # torchvision's VisionTransformer names two of the fields differently.
@@ -237,7 +242,11 @@ class VisionTransformer(Layer):
         state = load_npz(path)
         if CONFIG_KEY not in state:
             raise ValueError(f"{path} has no model config; was it written by VisionTransformer.save?")
-        model = cls(**json.loads(str(state.pop(CONFIG_KEY))))
+        try:
+            model = cls(**json.loads(str(state.pop(CONFIG_KEY))))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path} holds a model config that this cs_vit cannot build ({err}); "
+                             "was it written by another version of cs_vit?") from None
         model.load_state_dict(state, str(path))
         return model
 

@@ -7,6 +7,9 @@ git checkout, else from a walk that skips virtualenvs, caches, runs and the
 downloaded datasets. A file whose first lines hold the comment
 ``# cs-vit: instructor-only`` (the fast tier, tests of the release tool) is left
 out, and ``README.student.md`` becomes the student tree's ``README.md``.
+A symbolic link is released as a link, and only when it points inside the
+project at something students may see; one that points outside the project,
+or at a file with solution regions or left out, stops the release.
 
 ``cs-vit release --with-solutions`` keeps each region's code (markers and hints
 removed) in a tree otherwise the same as the students': the answer key, and the
@@ -74,9 +77,12 @@ def make_release(src_root, out_dir, keep_solutions=False):
         raise ReleaseError(f"{out} already exists and is not empty; choose a new folder "
                            "or delete it first")
     summary = ReleaseSummary(out)
-    released = {}
+    released, links = {}, {}
     files = project_files(src)
     for relative in files:
+        if (src / relative).is_symlink():
+            links[relative] = link_target(src, relative)
+            continue
         data = (src / relative).read_bytes()
         if is_instructor_only(data) or (relative == "README.md" and STUDENT_README in files):
             summary.instructor_only.append(relative)
@@ -91,7 +97,36 @@ def make_release(src_root, out_dir, keep_solutions=False):
         target.write_bytes(data)
         shutil.copymode(src / source, target)
         summary.files.append(relative)
+    for relative, target in links.items():
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, out / relative)
+        summary.files.append(relative)
     return summary
+
+
+def link_target(src, relative):
+    """What the symbolic link ``relative`` points at, relative to its folder, for the release.
+
+    Raises ReleaseError if it points outside the project (the release would hand
+    out that content), at nothing, or at a file the release stubs out or leaves out.
+    """
+    link = src / relative
+    target = link.resolve()
+    if target != src and src not in target.parents:
+        raise ReleaseError(f"{relative} is a symbolic link to {target}, outside the project, so "
+                           "the release would hand out that file; replace the link by a copy of "
+                           "what students may see, or remove it")
+    if not target.exists():
+        raise ReleaseError(f"{relative} is a symbolic link to {target}, which does not exist; "
+                           "fix the link or remove it")
+    inside = target.relative_to(src).as_posix()
+    if target.is_file():
+        data = target.read_bytes()
+        if is_instructor_only(data) or release_file(inside, data)[1]:
+            raise ReleaseError(f"{relative} is a symbolic link to {inside}, which holds solution "
+                               "regions or is instructor-only, so the link must not be released; "
+                               "remove it, or link to a file students may see")
+    return os.path.relpath(target, link.parent.resolve())
 
 
 def project_files(src):
@@ -102,7 +137,7 @@ def project_files(src):
             capture_output=True, check=True).stdout.decode().split("\0")
     except (OSError, subprocess.CalledProcessError):
         return sorted(_walk(src))
-    return sorted(p for p in listed if p and (src / p).is_file())
+    return sorted(p for p in listed if p and ((src / p).is_file() or (src / p).is_symlink()))
 
 
 def _walk(src):

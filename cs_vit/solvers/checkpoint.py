@@ -75,6 +75,18 @@ def restore_rng(state, fallback_seed):
     return data_rng
 
 
+def check_epochs(path, epochs_done, num_epochs):
+    """Refuse to resume a run that has already trained more epochs than ``num_epochs``.
+
+    Asking for more epochs than were done extends the run (its learning-rate
+    schedule is stretched to the new length); asking for fewer cannot be honoured.
+    """
+    if num_epochs < epochs_done:
+        raise ValueError(f"cannot resume from {path} with {num_epochs} epochs: it was written "
+                         f"at the end of epoch {epochs_done}; ask for at least {epochs_done} "
+                         "epochs, or start a new run in another folder")
+
+
 def check_resumable(path, meta, model_config, settings):
     """Refuse a checkpoint written with another model config or other training settings."""
     for what, current in (("model_config", model_config), ("settings", settings)):

@@ -30,7 +30,8 @@ from cs_vit.data import as_dataset, default_augment, hold_out, iterate_batches
 from cs_vit.layers import no_grad, softmax_cross_entropy
 from cs_vit.optim import OPTIMIZERS, clip_grad_norm, make_optimizer, make_schedule, set_lr
 from cs_vit.solvers.checkpoint import (
-    check_resumable, checkpoint_path, load_checkpoint, restore_rng, rng_state, save_checkpoint,
+    check_epochs, check_resumable, checkpoint_path, load_checkpoint, restore_rng, rng_state,
+    save_checkpoint,
 )
 
 DEFAULT_OPTIONS = {
@@ -140,6 +141,7 @@ class ClassificationSolverViT:
                              f"got {options['label_smoothing']}")
         if options["grad_clip"] is not None:
             finite_non_negative("grad_clip", options["grad_clip"])
+        finite_non_negative("warmup_epochs", options["warmup_epochs"])
         self._check_schedule_options()
         if options["val_split"] is not None and finite_non_negative(
                 "val_split", options["val_split"]) >= 1:
@@ -194,6 +196,9 @@ class ClassificationSolverViT:
         return make_optimizer(name, self.model, self.learning_rate, self.weight_decay, **extra)
 
     def _build_schedule(self):
+        if self.options["warmup_epochs"] > self.num_epochs:
+            raise ValueError(f"warmup_epochs ({self.options['warmup_epochs']}) must not exceed "
+                             f"num_epochs ({self.num_epochs}); shorten the warmup")
         total = self.num_epochs * self.steps_per_epoch
         warmup = int(round(self.options["warmup_epochs"] * self.steps_per_epoch))
         name = self.options["schedule"]
@@ -353,6 +358,7 @@ class ClassificationSolverViT:
         if not os.path.exists(path):
             raise FileNotFoundError(f"cannot resume: no checkpoint at {path}")
         model_state, best_state, optim_state, meta = load_checkpoint(path)
+        check_epochs(path, meta["epoch"], self.num_epochs)
         check_resumable(path, meta, vars(self.model.config), self._settings())
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optim_state)

@@ -49,6 +49,14 @@ def with_fixed_masks(forward, seed=0):
     return call
 
 
+def _as_numpy(value):
+    return value.detach().numpy() if hasattr(value, "detach") else to_numpy(value)
+
+
+def _largest(value):
+    return float(np.max(np.abs(_as_numpy(value)), initial=0))
+
+
 def is_zero_by_construction(name):
     """Whether the gradient called ``name`` must be exactly zero (attention's key bias)."""
     return name == ZERO_BY_CONSTRUCTION or name.endswith("." + ZERO_BY_CONSTRUCTION)
@@ -59,7 +67,7 @@ def gradient_problem(name, analytic, numerical, tol):
     analytic, numerical = to_numpy(analytic), to_numpy(numerical)
     if analytic.shape != numerical.shape:
         return f"has shape {analytic.shape}, expected {numerical.shape}"
-    largest = max(np.max(np.abs(analytic), initial=0), np.max(np.abs(numerical), initial=0))
+    largest = max(_largest(analytic), _largest(numerical))
     if is_zero_by_construction(name):
         return None if largest < ZERO_GRAD else (
             f"must be zero (softmax ignores a shift shared by all keys), max |grad| {largest:.3g}")
@@ -121,14 +129,6 @@ def assert_gradients_match(layer, inputs, call=None, tol=GRAD_TOL, h=1e-3, seed=
     assert not problems, (f"gradients off against the numerical gradient: {problems}; "
                           f"all rel_errors: {errors}")
     return errors
-
-
-def _as_numpy(value):
-    return value.detach().numpy() if hasattr(value, "detach") else to_numpy(value)
-
-
-def _largest(value):
-    return float(np.max(np.abs(_as_numpy(value)), initial=0))
 
 
 def relative_diff(actual, expected, scale=None):

@@ -8,9 +8,16 @@ import os
 
 os.environ["CS_VIT_FAST"] = "0"  # before cs_vit is imported, and for subprocesses
 
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from cs_vit import backend, tiers  # noqa: E402
+from cs_vit.layers import positional  # noqa: E402
+
+STORED_SINCOS = json.loads((Path(__file__).parent / "expected" / "positional.json").read_text())
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +38,17 @@ def float64():
     backend.set_default_dtype("float64")
     yield
     backend.set_default_dtype("float32")
+
+
+@pytest.fixture
+def stored_sincos(monkeypatch):
+    """Fixed positions read from the stored sin-cos tables (positions 0..11, dims 4 to 8).
+
+    A test of a whole ViT (task 7) with sin-cos positions then runs no task-2 code, so in
+    the student tree it reaches task 7's stub first.
+    """
+    def sincos_1d(positions, dim):
+        table = np.array(STORED_SINCOS["sincos1d"][f"T=12,dim={dim}"])
+        return backend.xp.asarray(table[backend.to_numpy(positions)], dtype=backend.default_dtype())
+
+    monkeypatch.setattr(positional, "sincos_1d", sincos_1d)

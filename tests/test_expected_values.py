@@ -47,7 +47,7 @@ def loop_1d_sincos(T, d):
     return table
 
 
-@pytest.mark.parametrize("dim", [6, 7])
+@pytest.mark.parametrize("dim", [4, 6, 7, 8])
 def test_stored_1d_tables_follow_the_formula(dim):
     stored = np.array(EXPECTED["sincos1d"][f"T=12,dim={dim}"])
     np.testing.assert_allclose(stored, loop_1d_sincos(12, dim), rtol=0, atol=1e-12)

@@ -128,6 +128,7 @@ def test_idx_dimensions_whose_product_overflows_are_named_with_the_file(tmp_path
 
 
 @pytest.mark.task7
+@pytest.mark.usefixtures("stored_sincos")  # the folder recipe's sin-cos positions
 def test_evaluate_refuses_data_whose_split_changed_since_training(tmp_path):
     pets = write_folder(tmp_path / "pets", per_class=10)
     folder = tmp_path / "run"

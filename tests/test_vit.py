@@ -63,6 +63,7 @@ def test_vit_matches_torchvision_forward_and_backward_in_float64():
 
 
 @pytest.mark.task7
+@pytest.mark.usefixtures("stored_sincos")
 @pytest.mark.parametrize("pos", ["sincos1d", "sincos2d"])
 def test_fixed_positions_become_a_frozen_torchvision_pos_embedding(float64, pos):
     model = randomize_parameters(VisionTransformer(**TINY, pos_encoding=pos))
@@ -95,6 +96,7 @@ def test_vit_round_trips_through_torchvision(float64):
 
 
 @pytest.mark.task7
+@pytest.mark.usefixtures("stored_sincos")
 @pytest.mark.parametrize("pool,pos", [("cls", "learned"), ("mean", "sincos2d"), ("cls", "sincos1d")])
 def test_vit_backward_matches_numerical_gradient(float64, pool, pos):
     model = VisionTransformer(**dict(TINY, depth=1, pool=pool, pos_encoding=pos))
@@ -102,6 +104,7 @@ def test_vit_backward_matches_numerical_gradient(float64, pool, pos):
 
 
 @pytest.mark.task7
+@pytest.mark.usefixtures("stored_sincos")
 @pytest.mark.parametrize("pos", ["learned", "sincos2d"])
 def test_vit_with_dropout_in_training_mode_matches_numerical_gradient(float64, pos):
     model = VisionTransformer(**dict(TINY, depth=1, pos_encoding=pos, dropout=0.2,
@@ -217,6 +220,7 @@ def test_vit_rejects_bad_config():
 
 
 @pytest.mark.task7
+@pytest.mark.usefixtures("stored_sincos")
 @pytest.mark.parametrize("pool, pos", [("cls", "learned"), ("mean", "sincos2d")])
 def test_vit_in_float32_follows_float64(pool, pos):
     assert_float32_matches_float64(

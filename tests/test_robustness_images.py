@@ -5,7 +5,6 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from cs_vit import viz

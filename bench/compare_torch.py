@@ -14,7 +14,10 @@ float32 batch, each with AdamW and the same no-decay rule:
   CLS token alone: fewer matrix products than the model asks for, so its own row;
 - ``fast, full last block``: the fast tier with every token through every block,
   the same computation as torch's;
-- ``textbook``: the textbook tier (``CS_VIT_FAST=0``), the code students write.
+- ``textbook``: the textbook tier (``CS_VIT_FAST=0``), the code students write;
+- on the GPU also ``fast, CUDA graph``: the fast tier's step (CLS-only last block)
+  and inference pass over fixed buffers, each recorded once as a CUDA graph and
+  replayed (``cs_vit.fast.captured``, what the solver runs on the GPU by default).
 
 Every side runs with the same number of threads: ``torch.set_num_threads`` gets
 the BLAS thread count NumPy uses (threadpoolctl); both are printed. A round
@@ -57,8 +60,11 @@ MODEL = dict(image_size=32, in_channels=3, num_classes=10, embed_dim=128, depth=
 CONFIGS = {"patch8": dict(MODEL, patch_size=8), "patch4": dict(MODEL, patch_size=4)}
 LABELS = {"patch8": "seed config (patch 8)", "patch4": "patch 4"}
 SIDES = ("torch", "fast", "fast_full", "textbook")
+GPU_SIDES = SIDES + ("fast_graph",)
 SIDE_LABELS = {"torch": "PyTorch eager", "fast": "cs_vit fast (CLS-only last block)",
-               "fast_full": "cs_vit fast, full last block", "textbook": "cs_vit textbook"}
+               "fast_full": "cs_vit fast, full last block", "textbook": "cs_vit textbook",
+               "fast_graph": "cs_vit fast, CUDA graph (CLS-only last block)"}
+CLS_ONLY_SIDES = ("fast", "fast_graph")
 LR, WEIGHT_DECAY = 1e-3, 0.05
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 MALLOC_VAR = "CS_VIT_KEEP_FREED_MEMORY"
@@ -160,6 +166,19 @@ def cs_vit_side(side, config, batch, device, initial_state=None):
     def infer():
         with no_grad():
             return model.forward(x)
+
+    if side == "fast_graph":
+        from cs_vit.fast.captured import StaticForward, StaticTrainStep
+
+        step = in_tier(side, lambda: StaticTrainStep(model, optimizer, batch))()
+        forward = in_tier(side, lambda: StaticForward(model, batch))()
+
+        def train():  # noqa: F811 (the same step, replayed as a graph; its loss fetched too)
+            step(x, y, LR)
+            return float(step.loss)
+
+        def infer():  # noqa: F811 (the same pass, replayed as a graph)
+            return forward(x)
 
     return dict(train=in_tier(side, train), eval=model.eval, infer=in_tier(side, infer),
                 sync=device_sync(device, "cupy"), model=model)
@@ -401,17 +420,18 @@ def run(args):
     rows, agreement = [], []
     for name in args.configs:
         config = CONFIGS[name]
-        sides = make_sides(config, args.batch, args.device)
-        first_losses = {side: sides[side]["train"]() for side in SIDES}
+        names = GPU_SIDES if args.device == "cuda" else SIDES
+        sides = make_sides(config, args.batch, args.device, names)
+        first_losses = {side: sides[side]["train"]() for side in names}
         train = rotate(sides, "train", args.rounds, args.steps)
         for side in sides.values():
             side["eval"]()
         infer = rotate(sides, "infer", args.rounds, args.steps)
         agreement.append(agreement_line(name, sides, first_losses, args))
         memory = {(side, kind): measure_memory(side, kind, name, args.batch, args.device)
-                  for side in SIDES for kind in ("train", "infer")}
-        rows += table_rows(name, config, args.batch, train, infer, memory, peak)
-        print("\n".join(rows[-len(SIDES):]), flush=True)
+                  for side in names for kind in ("train", "infer")}
+        rows += table_rows(name, config, args.batch, train, infer, memory, peak, names)
+        print("\n".join(rows[-len(names):]), flush=True)
     load_after = os.getloadavg()[0]
     adamw = adamw_kind(sides["torch"]["optimizer"])
     return render(args, rows, agreement, threads, peak_rates, size, (load_before, load_after), adamw)
@@ -419,7 +439,7 @@ def run(args):
 
 def agreement_line(name, sides, first_losses, args):
     from cs_vit import backend
-    logits = {side: backend.to_numpy(sides[side]["infer"]()) for side in SIDES if side != "torch"}
+    logits = {side: backend.to_numpy(sides[side]["infer"]()) for side in sides if side != "torch"}
     torch_logits = sides["torch"]["infer"]().cpu().numpy()
     loss_diff = max(abs(first_losses[side] - first_losses["torch"]) for side in logits)
     logits_diff = max(float(np.max(np.abs(value - torch_logits))) for value in logits.values())
@@ -428,12 +448,12 @@ def agreement_line(name, sides, first_losses, args):
             f"most {logits_diff:.1e} (max abs, every cs_vit side)")
 
 
-def table_rows(name, config, batch, train, infer, memory, peak):
+def table_rows(name, config, batch, train, infer, memory, peak, names):
     rows = []
     torch_ms = (median_ms(train["torch"]), median_ms(infer["torch"]))
-    for side in SIDES:
+    for side in names:
         ms = (median_ms(train[side]), median_ms(infer[side]))
-        fwd, patch_embed = forward_flops(config, batch, cls_only_last_block=side == "fast")
+        fwd, patch_embed = forward_flops(config, batch, cls_only_last_block=side in CLS_ONLY_SIDES)
         rate = (3 * fwd - patch_embed) / ms[0] / 1e6  # no gradient for the input images
         mib = {kind: memory[side, kind] / 2**20 for kind in ("train", "infer")}
         torch_mib = {kind: memory["torch", kind] / 2**20 for kind in ("train", "infer")}

@@ -4,13 +4,15 @@
     python bench/profile_step.py --device cuda             # both sides, seed config
     python bench/profile_step.py --device cuda --config patch4 --top 25
 
-For each side (by default cs_vit's fast and textbook tiers, and torch) it times a few
-training steps (the same step as bench/compare_torch.py),
+For each side (by default cs_vit's fast and textbook tiers, torch, and on the GPU the
+fast tier's step replayed as a CUDA graph) it times a few training steps (the same
+step as bench/compare_torch.py),
 then records them with torch.profiler (which sees CuPy's kernels too: CUPTI records
 every kernel of the process) and prints per step: wall time, the GPU's busy time
 (the kernels' summed durations), the number of kernels and of host<->device copies,
 and the kernels that take the most time. A wall time well above the busy time means
-the step is bound by launching kernels from Python, not by the GPU.
+the step is bound by launching kernels from Python, not by the GPU. A captured
+step's kernels are counted too, although the host launches them all as one graph.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import time
 
 from torch.profiler import ProfilerActivity, profile
 
-from compare_torch import CONFIGS, SIDES, make_sides
+from compare_torch import CONFIGS, GPU_SIDES, make_sides
 
 
 def wall_ms(side, steps):
@@ -80,11 +82,14 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--top", type=int, default=15)
-    p.add_argument("--sides", nargs="+", choices=SIDES, default=["fast", "textbook", "torch"],
-                   help="which sides to profile (see bench/compare_torch.py)")
+    p.add_argument("--sides", nargs="+", choices=GPU_SIDES,
+                   help="which sides to profile (see bench/compare_torch.py; default: fast, "
+                        "textbook and torch, and on the GPU fast_graph, the captured step)")
     p.add_argument("--host-profile", action="store_true",
                    help="also print cProfile's busiest functions for cs_vit's steps")
     args = p.parse_args()
+    if args.sides is None:
+        args.sides = ["fast", "textbook", "torch"] + (["fast_graph"] if args.device == "cuda" else [])
     sides = make_sides(CONFIGS[args.config], args.batch, args.device, names=args.sides)
     for name, side in sides.items():
         wall = wall_ms(side, args.steps)

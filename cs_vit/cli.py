@@ -26,8 +26,8 @@ from cs_vit.run_folder import RUN_ARGS, RunFolder, check_split, record_split
 DATASETS = tuple(RECIPES)
 MODEL_FLAGS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_dim")
 # What --resume lets a run change; every other flag comes from the run's run_args.json.
-FREE_ON_RESUME = ("resume", "overwrite", "out", "device", "data_on_host", "quiet", "epochs",
-                  "reference")
+FREE_ON_RESUME = ("resume", "overwrite", "out", "device", "data_on_host", "no_cuda_graph", "quiet",
+                  "epochs", "reference")
 # What a run's run_args.json must hold; any other setting it lacks takes its flag's default.
 RUN_IDENTITY = ("dataset", "data_dir", "image_size")
 # Mistakes in what the user asked for; main() reports them in one line, without a traceback.
@@ -100,6 +100,9 @@ def _add_train_arguments(p):
     p.add_argument("--data-on-host", action="store_true",
                    help="with --device cuda: send each batch to the GPU instead of keeping a "
                         "copy of the datasets there (for datasets too big for its memory)")
+    p.add_argument("--no-cuda-graph", action="store_true",
+                   help="with --device cuda: run the training step call by call instead of "
+                        "replaying it as one recorded CUDA graph (the fast tier's default)")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--out", help="run folder, new or empty unless --resume or --overwrite "
                                  "(default: runs/<dataset>-<time>)")
@@ -212,7 +215,7 @@ def read_run_args(run_dir):
 def _restore_args(args, run_dir):
     """For --resume: the arguments the run was started with.
 
-    The device (and --data-on-host) may change, and --epochs may extend the run; any other
+    The device (and --data-on-host, --no-cuda-graph) may change, and --epochs may extend the run; any other
     flag that differs from the run's is refused rather than silently ignored.
     """
     saved = vars(read_run_args(run_dir))
@@ -225,10 +228,11 @@ def _restore_args(args, run_dir):
         raise SystemExit(
             f"cs-vit: --resume continues {run_dir} with the flags it was started with, so "
             f"{', '.join(changed)} would be ignored; only --epochs, --device, --data-on-host, "
-            "--quiet and --reference may change. Start a new run with another --out to change "
-            "the others.")
+            "--no-cuda-graph, --quiet and --reference may change. Start a new run with another "
+            "--out to change the others.")
     saved.update(resume=True, overwrite=False, out=run_dir, device=args.device,
-                 data_on_host=args.data_on_host, quiet=args.quiet, reference=args.reference)
+                 data_on_host=args.data_on_host, no_cuda_graph=args.no_cuda_graph,
+                 quiet=args.quiet, reference=args.reference)
     if args.epochs is not None:
         saved["epochs"] = args.epochs
     return argparse.Namespace(**saved)
@@ -267,7 +271,7 @@ def _train(args, run):
         batch_size=settings["batch_size"], warmup_epochs=settings["warmup_epochs"],
         label_smoothing=settings["label_smoothing"], augment=False if args.no_augment else settings["augment"],
         seed=args.seed, checkpoint_dir=run.path, resume=args.resume, verbose=not args.quiet,
-        data_on_device=not args.data_on_host, schedule=args.schedule,
+        data_on_device=not args.data_on_host, graph=not args.no_cuda_graph, schedule=args.schedule,
         lr_step_epochs=args.lr_step_epochs, val_split=args.val_split)
     atomic_write_json(run.file(RUN_ARGS), {k: v for k, v in vars(args).items()
                                            if k not in ("func", "command")})

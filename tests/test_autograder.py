@@ -196,7 +196,8 @@ def graded(tmp_path_factory, student, sandbox_python):
     subs = tmp / "submissions"
     solution = _flat(subs / "solution", _task_files(*TASKS))
     (solution / "history.json").write_text(json.dumps(
-        {"best_test_acc": 0.512, "best_epoch": 2, "test_acc@1": [0.43, 0.512],
+        {"best_test_acc": 0.512, "best_epoch": 2, "train_loss": [1.9, 1.5],
+         "val_acc@1": [0.43, 0.52], "test_acc@1": [0.512],  # a validation split: test read once
          "dataset": "cifar10", "train_seconds": 812.0}))
     untouched = subs / "untouched"
     for relative in _task_files(*TASKS):  # at their paths in the release

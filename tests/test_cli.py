@@ -11,7 +11,7 @@ def run_cli(*args):
     return main(list(args))
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_default_train_reaches_95_percent_on_the_embedded_digits(tmp_path, capsys):
     assert run_cli("train", "--out", str(tmp_path), "--quiet") == 0
     history = json.loads((tmp_path / "history.json").read_text())
@@ -22,7 +22,7 @@ def test_default_train_reaches_95_percent_on_the_embedded_digits(tmp_path, capsy
     assert "best test accuracy" in out and str(tmp_path) in out
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_train_with_flags_then_resume_to_more_epochs_and_evaluate(tmp_path, capsys):
     run_cli("train", "--epochs", "1", "--embed-dim", "16", "--depth", "1", "--out",
             str(tmp_path), "--quiet")
@@ -38,7 +38,7 @@ def test_train_with_flags_then_resume_to_more_epochs_and_evaluate(tmp_path, caps
     assert f"test accuracy {history['best_test_acc']:.4f}" in out
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_train_with_a_step_schedule_drops_the_lr_every_lr_step_epochs(tmp_path):
     run_cli("train", "--epochs", "2", "--embed-dim", "16", "--depth", "1", "--lr", "0.002",
             "--schedule", "step", "--lr-step-epochs", "1", "--out", str(tmp_path), "--quiet")
@@ -48,7 +48,7 @@ def test_train_with_a_step_schedule_drops_the_lr_every_lr_step_epochs(tmp_path):
                                 rel=1e-12)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_train_with_a_validation_split_evaluates_the_test_set_once(tmp_path, capsys):
     run_cli("train", "--epochs", "2", "--embed-dim", "16", "--depth", "1", "--val-split", "0.2",
             "--out", str(tmp_path), "--quiet")

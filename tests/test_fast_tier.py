@@ -15,7 +15,6 @@ from scipy.special import ndtr
 
 from cs_vit import backend, fast, tiers
 from cs_vit.fast.flat import flatten_parameters, shared_buffer
-from cs_vit.fast.fuse import fuse
 from cs_vit.fast.gelu_float32 import gelu_float32
 from cs_vit.fast.reductions import mean_last, sum_leading
 from cs_vit.fast.row_blocks import BLOCK_ELEMENTS, row_blocks
@@ -402,21 +401,3 @@ def test_fused_optimizer_update_covers_buffers_larger_than_one_block(monkeypatch
     import cs_vit.fast.row_blocks as blocking
     monkeypatch.setattr(blocking, "BLOCK_ELEMENTS", 100)
     test_optimizer_step_and_state("adamw", np.float64)
-
-
-def test_fuse_leaves_numpy_maths_as_it_is():
-    calls = []
-
-    @fuse
-    def scaled_sum(a, b, scale):
-        """a * scale + b."""
-        calls.append(type(a))
-        return a * scale + b, a - b
-
-    a, b = np.arange(4.0), np.ones(4)
-    total, difference = scaled_sum(a, b, 2.0)
-    np.testing.assert_array_equal(total, a * 2.0 + b)
-    np.testing.assert_array_equal(difference, a - b)
-    assert calls == [np.ndarray]  # called as it is, once
-    assert scaled_sum.kernel is None  # nothing compiled for NumPy
-    assert scaled_sum.__name__ == "scaled_sum" and scaled_sum.__doc__ == "a * scale + b."

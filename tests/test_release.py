@@ -22,6 +22,7 @@ from cs_vit.release.regions import enclosing_functions, function_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = re.compile(r"^task\d+$")
+TRAINING = "training"  # the marker of whole training runs, which need every task
 STUB_ERROR = re.compile(r"is not written yet; check it with: pytest -m (task\d+)")
 
 
@@ -435,25 +436,29 @@ def test_student_tree_imports_its_own_package(student, student_test_run):
 
 def test_student_tree_fails_exactly_the_todo_tests_with_not_implemented_error(
         request, student_test_run):
-    """(b) every test without a task marker passes; (c) only tests with one fail, each in the
-    test itself (not its set-up) with the NotImplementedError of a stub of its own task, and
-    every test function with a task marker fails (for a parametrized one: at least one case)."""
+    """(b) every test without a task or training marker passes; (c) only tests with one fail,
+    each in the test itself (not its set-up) with the NotImplementedError of a stub: a task
+    test with its own task's, a whole training run (``training``, which needs every task)
+    with any task's; every such test function fails (for a parametrized one: at least one
+    case), and every task has failing tests."""
     result, records = student_test_run
     records = records["records"]
     tasks = task_markers(request.config)
+    graded = set(tasks) | {TRAINING}
     failed = [r for r in records if r["outcome"] == "failed"]
     summary = result.stdout[-3000:]
-    unmarked = [r["test"] for r in failed if not set(r["markers"]) & set(tasks)]
-    assert not unmarked, f"failing tests without a task marker: {unmarked}\n{summary}"
+    unmarked = [r["test"] for r in failed if not set(r["markers"]) & graded]
+    assert not unmarked, f"failing tests without a task or training marker: {unmarked}\n{summary}"
     for r in failed:
         stub = STUB_ERROR.search(r["message"])
         assert stub and (r["error"] == "NotImplementedError"
                          or "NotImplementedError" in r["message"]), (r["test"], r["message"])
-        own = [m for m in r["markers"] if m in tasks]
-        assert own == [stub.group(1)], (r["test"], r["markers"], r["message"])
+        own = [m for m in r["markers"] if m in graded]
+        assert own in ([stub.group(1)], [TRAINING]), (r["test"], r["markers"], r["message"])
         assert r["when"] == "call", f"{r['test']} errors in its {r['when']}: {r['message']}"
     marked = {(r["test"].split("::")[0], r["function"]) for r in records
-              if set(r["markers"]) & set(tasks)}
+              if set(r["markers"]) & graded}
     failing = {(r["test"].split("::")[0], r["function"]) for r in failed}
     assert marked == failing, f"marked but passing in the release: {sorted(marked - failing)}"
     assert {m for r in failed for m in r["markers"] if m in tasks} == set(tasks)
+    assert any(TRAINING in r["markers"] for r in failed), "no whole training run was checked"

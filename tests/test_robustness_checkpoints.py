@@ -79,7 +79,7 @@ def test_a_process_killed_mid_write_leaves_the_previous_checkpoint_intact(tmp_pa
     np.testing.assert_array_equal(load_npz(path)["weight"], PREVIOUS["weight"])
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_a_truncated_checkpoint_is_refused_by_name(finished_run, data):
     run = finished_run()
     path = checkpoint_path(run)
@@ -106,7 +106,7 @@ def test_a_checkpoint_holding_a_pickle_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_a_checkpoint_from_an_older_format_is_refused(finished_run):
     run = finished_run()
     _rewrite_checkpoint(run, lambda model, best, optim, meta: meta.pop("rng_state"))
@@ -114,7 +114,7 @@ def test_a_checkpoint_from_an_older_format_is_refused(finished_run):
         load_checkpoint(checkpoint_path(run))
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_resume_refuses_a_checkpoint_from_another_model_config(finished_run, data):
     run = finished_run()
     from cs_vit.models import VisionTransformer
@@ -126,7 +126,7 @@ def test_resume_refuses_a_checkpoint_from_another_model_config(finished_run, dat
         tiny_solver(data, model=model, checkpoint_dir=run, resume=True).train("cpu")
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_resume_refuses_other_training_settings(finished_run, data):
     run = finished_run()
     solver = tiny_solver(data, checkpoint_dir=run, resume=True, seed=1)
@@ -135,7 +135,7 @@ def test_resume_refuses_other_training_settings(finished_run, data):
         solver.train("cpu")
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_resume_refuses_parameters_that_do_not_fit_the_model(finished_run, data):
     run = finished_run()
 
@@ -148,7 +148,7 @@ def test_resume_refuses_parameters_that_do_not_fit_the_model(finished_run, data)
         tiny_solver(data, checkpoint_dir=run, resume=True).train("cpu")
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_the_checkpoint_holds_the_generator_states_of_the_next_epoch(finished_run):
     run = finished_run()
     meta = load_checkpoint(checkpoint_path(run))[3]
@@ -175,7 +175,7 @@ def straight_losses(data):
     return history
 
 
-@pytest.mark.task7
+@pytest.mark.training
 @pytest.mark.parametrize("generator, other_state", [
     ("data", np.random.default_rng(123).bit_generator.state),
     ("backend", json.dumps(np.random.default_rng(123).bit_generator.state)),

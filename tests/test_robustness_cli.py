@@ -83,7 +83,7 @@ def test_evaluate_refuses_a_corrupt_model_file(tmp_path):
         main(["evaluate", "--checkpoint", str(folder)])
 
 
-@pytest.mark.task7
+@pytest.mark.training
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_a_diverging_cli_run_stops_with_the_learning_rate_advice(tmp_path):
     with pytest.raises(SystemExit, match=r"cs-vit train: training diverged at iteration \d+ .*"

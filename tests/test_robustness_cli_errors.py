@@ -93,7 +93,7 @@ def test_a_model_file_with_a_config_it_cannot_build_is_named(tmp_path, config, e
         main(["evaluate", "--checkpoint", str(folder)])
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(tmp_path):
     folder = tmp_path / "run"
     main(["train", "--epochs", "2", "--out", str(folder), *TINY])
@@ -127,7 +127,7 @@ def test_idx_dimensions_whose_product_overflows_are_named_with_the_file(tmp_path
         read_idx(path, 2051)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 @pytest.mark.usefixtures("stored_sincos")  # the folder recipe's sin-cos positions
 def test_evaluate_refuses_data_whose_split_changed_since_training(tmp_path):
     pets = write_folder(tmp_path / "pets", per_class=10)

@@ -36,7 +36,7 @@ def _wait_for(path, process, timeout=120):
         time.sleep(0.002)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_a_solver_run_killed_at_a_mid_epoch_iteration_resumes_bitwise(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     _python("-m", "tests.kill_resume_run", straight)
@@ -49,7 +49,7 @@ def test_a_solver_run_killed_at_a_mid_epoch_iteration_resumes_bitwise(tmp_path):
     assert_bitwise_equal_files(straight / "checkpoint.npz", killed / "checkpoint.npz")
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_a_cli_run_killed_with_sigkill_mid_epoch_resumes_bitwise(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     _python("-m", "cs_vit", *TINY_RUN, "--out", straight)

@@ -49,7 +49,7 @@ def test_a_model_file_full_of_nan_is_refused_by_name(tmp_path):
         VisionTransformer.from_file(tmp_path / "model.npz")
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_resume_refuses_a_checkpoint_whose_parameters_are_not_finite(tmp_path):
     data = tiny_digits()
     tiny_solver(data, num_epochs=1, checkpoint_dir=tmp_path).train("cpu")

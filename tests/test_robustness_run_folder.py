@@ -57,7 +57,7 @@ def test_an_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_ba
     assert sorted(os.listdir(tmp_path)) == ["run"]
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_an_overwrite_keeps_the_old_run_aside_until_its_first_checkpoint(tmp_path, monkeypatch):
     run = finished_run(tmp_path / "run")
     seen = []
@@ -117,7 +117,7 @@ def test_the_run_kept_aside_by_a_killed_overwrite_is_never_deleted_silently(tmp_
     assert contents(tmp_path / "run.replaced") == before
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_ctrl_c_says_where_the_last_checkpoint_is_and_how_to_resume(tmp_path, monkeypatch,
                                                                     capsys):
     save = ClassificationSolverViT._save

@@ -125,7 +125,7 @@ def _poison_gradients_at(solver, step):
     solver.model.backward = backward_then_poison
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_nan_gradients_stop_training_naming_the_iteration_and_learning_rate(data):
     solver = tiny_solver(data)
     _poison_gradients_at(solver, 3)
@@ -136,7 +136,7 @@ def test_nan_gradients_stop_training_naming_the_iteration_and_learning_rate(data
     assert np.isfinite(solver.model.head.params["weight"]).all()
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_an_infinite_loss_stops_training_naming_the_iteration(data, monkeypatch):
     solver = tiny_solver(data)
     loss_and_gradient = solver_module.softmax_cross_entropy
@@ -151,7 +151,7 @@ def test_an_infinite_loss_stops_training_naming_the_iteration(data, monkeypatch)
         solver.train("cpu")
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_divergence_keeps_the_last_good_checkpoint(data, tmp_path):
     solver = tiny_solver(data, checkpoint_dir=tmp_path)
     path = checkpoint_path(tmp_path)
@@ -175,7 +175,7 @@ def test_divergence_keeps_the_last_good_checkpoint(data, tmp_path):
     assert all(np.isfinite(value).all() for value in model_state.values())
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_a_diverged_run_resumes_from_its_last_good_checkpoint(data, tmp_path):
     straight = tiny_solver(data)
     straight.train("cpu")

@@ -31,7 +31,7 @@ def digit_solver(digits, **options):
                                    learning_rate=2e-3, weight_decay=0.05, batch_size=32, **options)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_overfits_one_batch_of_64_cifar_like_images_within_100_iterations():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8)
@@ -47,7 +47,7 @@ def test_overfits_one_batch_of_64_cifar_like_images_within_100_iterations():
     assert solver.evaluate(data)[1] == 1.0
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_results_have_the_course_keys_and_keep_the_best_parameters(digits):
     solver = digit_solver(digits)
     results = solver.train("cpu")
@@ -65,7 +65,7 @@ def test_a_typo_in_an_option_is_an_error(digits):
         digit_solver(digits, lerning_rate=1.0)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_resuming_from_a_checkpoint_gives_the_same_parameters(digits, tmp_path):
     straight = digit_solver(digits)
     straight.train("cpu")
@@ -86,7 +86,7 @@ def test_resuming_from_a_checkpoint_gives_the_same_parameters(digits, tmp_path):
     assert_same_parameters(straight.model, resumed.model)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_checkpoint_is_written_every_epoch(digits, tmp_path):
     solver = digit_solver(digits, checkpoint_dir=tmp_path)
     solver.num_epochs = 1
@@ -100,7 +100,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(digits, tmp_path):
         digit_solver(digits, checkpoint_dir=tmp_path, resume=True).train("cpu")
 
 
-@pytest.mark.task7
+@pytest.mark.training
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_a_diverging_run_stops_with_a_message_about_the_learning_rate(digits, tmp_path):
     solver = digit_solver(digits, checkpoint_dir=tmp_path)
@@ -127,7 +127,7 @@ class TorchvisionStyleDataset:
         self.classes = dataset.class_names
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_torchvision_style_datasets_train_exactly_like_the_same_arrays(digits):
     train, test = digits
     mean, std = channel_stats(train.images)  # what a dataset without known statistics gets
@@ -155,7 +155,7 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error(digits):
         digit_solver(digits).train("cuda")
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_batches_copied_per_step_train_exactly_like_batches_kept_on_the_device(digits):
     kept = digit_solver(digits, augment=True).train("cpu")
     copied = digit_solver(digits, augment=True, data_on_device=False).train("cpu")

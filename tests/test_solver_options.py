@@ -104,7 +104,7 @@ def assert_solver_ends_where_torch_does(recorder, lrs, optimizer, weight_decay, 
                      f"torch's {optimizer} replaying the solver's steps")
 
 
-@pytest.mark.task7
+@pytest.mark.training
 @pytest.mark.parametrize("optimizer, options, torch_options", [
     ("sgd", {"momentum": 0.5}, {"momentum": 0.5}),
     ("sgd", {"momentum": 0.0}, {}),
@@ -121,7 +121,7 @@ def test_the_optimizer_and_its_momentum_step_as_torchs_do(float64, data, monkeyp
     assert_solver_ends_where_torch_does(recorder, [0.05] * 6, optimizer, 0.1, **torch_options)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_every_update_uses_gradients_clipped_to_grad_clip(float64, data, monkeypatch):
     grad_clip = 0.05
     solver = make_solver(data, num_epochs=2, optimizer="sgd", momentum=0.0, grad_clip=grad_clip)
@@ -161,7 +161,7 @@ SCHEDULES = {
 }
 
 
-@pytest.mark.task7
+@pytest.mark.training
 @pytest.mark.parametrize("name", SCHEDULES)
 def test_each_step_uses_the_schedules_learning_rate(float64, data, monkeypatch, name):
     options, expected = SCHEDULES[name]
@@ -173,7 +173,7 @@ def test_each_step_uses_the_schedules_learning_rate(float64, data, monkeypatch, 
     assert_solver_ends_where_torch_does(recorder, expected, "sgd", 0.1)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_the_cosine_schedule_reaches_min_lr_at_the_end_of_training(float64, data):
     solver = make_solver(data, num_epochs=3, schedule="cosine", warmup_epochs=1.0, min_lr=0.005)
     lrs = solver.train("cpu")["lr_history"]
@@ -182,7 +182,7 @@ def test_the_cosine_schedule_reaches_min_lr_at_the_end_of_training(float64, data
     assert lrs[-1] == pytest.approx(0.005 + 0.045 * (1 - math.cos(math.pi / 6)) / 2, rel=1e-12)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
 def test_label_smoothing_gives_torchs_loss_and_gradient(float64, data, monkeypatch,
                                                         label_smoothing):

@@ -59,7 +59,7 @@ def test_without_a_validation_split_results_have_only_the_course_keys(data):
     assert not {"val_loss", "val_acc@1", "best_val_acc"} & set(tiny_solver(data).results)
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_the_epoch_is_chosen_on_validation_and_the_test_set_is_read_once(data):
     solver = tiny_solver(data, num_epochs=3, val_split=0.25)
     evaluated = []
@@ -82,7 +82,7 @@ def test_the_epoch_is_chosen_on_validation_and_the_test_set_is_read_once(data):
     assert evaluate(solver.test_data)[1] == results["best_test_acc"]
 
 
-@pytest.mark.task7
+@pytest.mark.training
 def test_a_run_with_a_validation_split_resumes_to_the_same_results(data, tmp_path):
     straight = tiny_solver(data, val_split=0.25).train("cpu")
     stop_after_epoch_1(tiny_solver(data, val_split=0.25, checkpoint_dir=tmp_path))

@@ -19,10 +19,10 @@ import contextlib
 import os
 
 from cs_vit import tiers
-from cs_vit.fast import attention, flat, gelu, layernorm, linear, vit
+from cs_vit.fast import attention, captured, flat, gelu, layernorm, linear, vit
 from cs_vit.fast.allocator import keep_freed_memory
 
-_MODULES = (linear, layernorm, gelu, attention, vit, flat)
+_MODULES = (linear, layernorm, gelu, attention, vit, flat, captured)
 
 
 def enable(on=True):

@@ -9,13 +9,17 @@ The same results as the textbook ``MultiHeadAttention`` (up to float rounding):
   several times faster than over a short last axis. The softmax and its backward
   run in place on that array.
 - Products write into their final layouts (``out=``), so no merge copy is made.
+- On the GPU, each softmax and its backward is one kernel (``cuda_kernels``), and each
+  product one cuBLAS call that a CUDA graph can capture (``cublas``).
 """
 from __future__ import annotations
 
 import math
 
-from cs_vit.backend import xp
+from cs_vit.backend import get_array_module, xp
 from cs_vit.checks import check_dout
+from cs_vit.fast import cuda_kernels
+from cs_vit.fast.cublas import matmul
 from cs_vit.fast.reductions import sum_leading
 from cs_vit.layers.attention import MultiHeadAttention, input_gradients, merge_heads, split_heads
 from cs_vit.layers.base import keep
@@ -31,7 +35,7 @@ def keys_first_products(a, b):
     N, num_heads, S, _ = a.shape
     out = xp.empty((b.shape[2], N, num_heads, S), dtype=xp.result_type(a, b))
     a_transposed = xp.ascontiguousarray(a.transpose(0, 1, 3, 2))  # (N, num_heads, Dh, S)
-    xp.matmul(b, a_transposed, out=out.transpose(1, 2, 0, 3))
+    matmul(b, a_transposed, out=out.transpose(1, 2, 0, 3))
     return out
 
 
@@ -42,6 +46,8 @@ def queries_first(x):
 
 def masked_softmax_keys_first(scores, blocked):
     """Softmax over axis 0 (the keys) of keys-first scores, in place; blocked entries get 0."""
+    if blocked is None and _one_gpu_kernel(scores):
+        return cuda_kernels.softmax_keys_first(scores)
     if blocked is not None:
         scores = xp.where(blocked, -math.inf, scores)
     row_max = scores.max(axis=0)
@@ -54,16 +60,23 @@ def masked_softmax_keys_first(scores, blocked):
 
 def softmax_backward_keys_first(attn, dattn):
     """dscores = attn * (dattn - sum over the keys of dattn * attn), written over ``dattn``."""
+    if _one_gpu_kernel(attn, dattn):
+        return cuda_kernels.softmax_backward_keys_first(attn, dattn)
     dattn -= (dattn * attn).sum(axis=0)
     dattn *= attn
     return dattn
 
 
+def _one_gpu_kernel(*arrays):
+    """Whether the keys-first softmax kernels apply: C-contiguous CuPy arrays."""
+    return all(get_array_module(a).__name__ != "numpy" and a.flags.c_contiguous for a in arrays)
+
+
 def qkv_gradients(dscores, dcontext, q, k, attn_dropped, out=(None, None, None)):
     """dq, dk, dv (each (N, num_heads, ., Dh)) through scores = q k^T and context = attn v."""
-    dq = xp.matmul(dscores, k, out=out[0])
-    dk = xp.matmul(dscores.transpose(0, 1, 3, 2), q, out=out[1])
-    dv = xp.matmul(attn_dropped.transpose(0, 1, 3, 2), dcontext, out=out[2])
+    dq = matmul(dscores, k, out=out[0])
+    dk = matmul(dscores.transpose(0, 1, 3, 2), q, out=out[1])
+    dv = matmul(attn_dropped.transpose(0, 1, 3, 2), dcontext, out=out[2])
     return dq, dk, dv
 
 
@@ -78,7 +91,7 @@ def fused_qkv(layer, x):
     N, T, D = x.shape
     weight[:D] *= layer.scale  # q's rows: the product then gives q already scaled
     bias[:D] *= layer.scale
-    qkv = x.reshape(N * T, D) @ weight.T
+    qkv = matmul(x.reshape(N * T, D), weight.T)
     qkv += bias
     layer.qkv_cache = keep((x, weight))
     return qkv.reshape(N, T, 3, layer.num_heads, layer.head_dim).transpose(2, 0, 3, 1, 4)
@@ -89,7 +102,7 @@ def fused_qkv_backward(layer, dqkv):
     x, weight = layer.qkv_cache
     N, T, D = x.shape
     dqkv = dqkv.reshape(N * T, 3 * D)
-    dweight = dqkv.T @ x.reshape(N * T, D)
+    dweight = matmul(dqkv.T, x.reshape(N * T, D))
     dbias = sum_leading(dqkv)
     dweight[:D] *= layer.scale
     dbias[:D] *= layer.scale
@@ -97,7 +110,7 @@ def fused_qkv_backward(layer, dqkv):
         rows = slice(i * D, (i + 1) * D)
         projection.grads["weight"] = dweight[rows]
         projection.grads["bias"] = dbias[rows]
-    return (dqkv @ weight).reshape(N, T, D)
+    return matmul(dqkv, weight).reshape(N, T, D)
 
 
 def attention_forward(self, query, key=None, value=None, attn_mask=None):
@@ -117,7 +130,7 @@ def attention_forward(self, query, key=None, value=None, attn_mask=None):
     attn_dropped = self.attn_drop(queries_first(attn))
     N, S, _ = query.shape
     context = xp.empty((N, S, self.num_heads, self.head_dim), dtype=xp.result_type(attn, v))
-    xp.matmul(attn_dropped, v, out=context.transpose(0, 2, 1, 3))
+    matmul(attn_dropped, v, out=context.transpose(0, 2, 1, 3))
     self.attn_weights = keep(queries_first(attn))
     self.cache = keep((q, k, v, attn, attn_dropped))
     return self.out_proj(context.reshape(N, S, self.embed_dim))

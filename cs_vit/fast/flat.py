@@ -6,17 +6,22 @@ thousand calls a step for a ViT's ~80 arrays. ``flatten_parameters`` moves every
 parameter into one contiguous 1-D buffer (and every gradient into another); the
 layers keep their arrays as views, so nothing else changes. The optimizer then
 runs its update once over the whole buffer, in cache-sized blocks and with
-scratch arrays kept between steps, and clipping takes one dot product.
+scratch arrays kept between steps, and clipping takes one dot product. On the
+GPU, AdamW's whole update (weight decay included) is one kernel.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import numpy
+
+from cs_vit import backend
 from cs_vit.backend import xp
+from cs_vit.fast import cuda_kernels
 from cs_vit.fast.row_blocks import row_blocks
 from cs_vit.optim.clipping import EPS, check_max_norm, clip_grad_norm
-from cs_vit.optim.optimizers import Adam, Optimizer, make_optimizer
+from cs_vit.optim.optimizers import Adam, AdamW, Optimizer, make_optimizer
 
 
 @dataclass
@@ -100,7 +105,18 @@ def flat_make_optimizer(name, model, lr, weight_decay=0.0, **options):
         # Scratch space for the update's temporaries, reused every step instead of reallocated.
         optimizer.flat_state.update(scratch=xp.empty_like(flat.values),
                                     denom=xp.empty_like(flat.values))
+    optimizer.decay_mask = _decay_mask(optimizer)
     return optimizer
+
+
+def _decay_mask(optimizer):
+    """A flat array over the parameters: 1 where weight decay applies, 0 elsewhere."""
+    flat = optimizer.flat
+    mask = numpy.zeros(flat.values.size, dtype=flat.values.dtype)
+    for (name, _, _), decayed in zip(optimizer.params, optimizer.decayed):
+        if decayed:
+            mask[flat.spans[name][0]] = 1
+    return xp.asarray(mask)
 
 
 def flat_step(self):
@@ -109,12 +125,25 @@ def flat_step(self):
     if flat is None:
         return Optimizer.step.reference(self)
     self.step_count += 1
+    if isinstance(self, AdamW) and backend.name() == "cupy":
+        cuda_kernels.adamw(flat.values, flat.grads, self.flat_state["exp_avg"],
+                           self.flat_state["exp_avg_sq"], self.decay_mask,
+                           (self.beta1, self.beta2), self.eps, adamw_step_numbers(self))
+        return None
     g = _decayed_flat_grad(self, flat)
     update = _adam_update if isinstance(self, Adam) else _sgd_update
     for block in row_blocks(g):
         update(self, flat.values[block], g[block],
                {name: array[block] for name, array in self.flat_state.items()})
     return None
+
+
+def adamw_step_numbers(optimizer):
+    """(lr / (1 - beta1^t), 1 - lr * weight_decay, sqrt(1 - beta2^t)) for its step t."""
+    t = optimizer.step_count
+    lr = optimizer.lr
+    return (lr / (1.0 - optimizer.beta1 ** t), 1.0 - lr * optimizer.weight_decay,
+            math.sqrt(1.0 - optimizer.beta2 ** t))
 
 
 def _decayed_flat_grad(optimizer, flat):

@@ -4,32 +4,18 @@
 The textbook GELU keeps x and evaluates Phi(x) again in backward. Here a
 training forward pass computes gelu'(x) while Phi(x) is at hand and keeps only
 that. The exact CDF comes from ``gelu_float32`` for float32 NumPy arrays (SciPy's
-float32 erf works one element at a time in double precision) and from one fused
-kernel each for Phi and phi on CuPy (one launch instead of four). The tanh
-approximation and float64 NumPy arrays use the textbook code.
+float32 erf works one element at a time in double precision) and, on CuPy, from
+one kernel that computes gelu(x) and gelu'(x) together (``cuda_kernels.gelu``).
+The tanh approximation and float64 NumPy arrays use the textbook code.
 """
 from __future__ import annotations
 
-import math
-
 from cs_vit.backend import get_array_module, xp
 from cs_vit.checks import check_dout, check_float_array
-from cs_vit.fast.fuse import fuse
+from cs_vit.fast import cuda_kernels
 from cs_vit.fast.gelu_float32 import gelu_float32
-from cs_vit.layers.activations import GELU, erf
+from cs_vit.layers.activations import GELU
 from cs_vit.layers.base import keep, keeping
-
-
-@fuse  # one GPU kernel instead of four
-def normal_cdf(x):
-    """Phi(x) = (1 + erf(x / sqrt(2))) / 2, the standard normal CDF, element-wise."""
-    return 0.5 * (1.0 + erf(x / math.sqrt(2.0)))
-
-
-@fuse  # one GPU kernel instead of four
-def normal_pdf(x):
-    """phi(x) = exp(-x^2 / 2) / sqrt(2 pi), the standard normal density, element-wise."""
-    return xp.exp(-0.5 * x**2) / math.sqrt(2.0 * math.pi)
 
 
 def exact_gelu(x, derivative):
@@ -39,8 +25,7 @@ def exact_gelu(x, derivative):
     """
     if get_array_module(x).__name__ == "numpy":
         return gelu_float32(x, derivative)
-    cdf = normal_cdf(x)
-    return x * cdf, (cdf + x * normal_pdf(x)) if derivative else None
+    return cuda_kernels.gelu(x, derivative)
 
 
 def gelu_forward(self, x):

@@ -25,7 +25,7 @@ _TAIL_A = tuple(a * math.sqrt(math.pi / 2.0) for a in _ERFC_A)
 
 
 def gelu_float32(x, derivative=True):
-    """``x * normal_cdf(x)`` and, if asked, gelu'(x) of a float32 NumPy array; ~5x faster.
+    """``x * Phi(x)`` (the normal CDF) and, if asked, gelu'(x) of a float32 NumPy array; ~5x faster.
 
     Returns (out, dgelu), dgelu None if not asked; both within 3e-7 * max(1, |x|)
     of the plain computation. SciPy's float32 ``erf`` works one element at a time

@@ -6,12 +6,14 @@ times faster on the CPU: every block's temporaries stay in the L2 cache
 (``row_blocks``), the row means are matrix-vector products, and the backward
 uses the collapsed form of the chain rule,
 ``dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))``, whose two
-means are products with ``weight / D``.
+means are products with ``weight / D``. On the GPU each pass is one kernel
+(``cuda_kernels``: a warp per row) plus, in backward, the two parameter sums.
 """
 from __future__ import annotations
 
-from cs_vit.backend import xp
+from cs_vit.backend import get_array_module, xp
 from cs_vit.checks import check_dout
+from cs_vit.fast import cuda_kernels
 from cs_vit.fast.reductions import mean_last, sum_leading
 from cs_vit.fast.row_blocks import row_blocks
 from cs_vit.layers.base import keep
@@ -45,6 +47,11 @@ def layernorm_forward(self, x):
     """Same contract as ``LayerNorm.forward``; keeps (xhat, inv_std) as its cache."""
     self.take_input(x)
     x2d = x.reshape(-1, self.dim)
+    if _kernels_apply(x2d, self.params["weight"]):
+        out, xhat, inv_std = cuda_kernels.layernorm_forward(
+            x2d, self.params["weight"], self.params["bias"], self.eps)
+        self.cache = keep((xhat, inv_std))
+        return out.reshape(x.shape)
     xhat, out = xp.empty_like(x2d), xp.empty_like(x2d)
     inv_std = xp.empty((x2d.shape[0], 1), dtype=x2d.dtype)
     for rows in row_blocks(x2d):
@@ -60,6 +67,11 @@ def layernorm_backward(self, dout):
     check_dout(dout, self.input_shape, "LayerNorm")
     xhat, inv_std = self.cache
     dout2d = dout.reshape(-1, self.dim)
+    if _kernels_apply(dout2d, xhat, self.params["weight"]):
+        sum_leading(dout2d * xhat, out=self.grads["weight"])
+        sum_leading(dout2d, out=self.grads["bias"])
+        dx = cuda_kernels.layernorm_backward(dout2d, xhat, inv_std, self.params["weight"])
+        return dx.reshape(dout.shape)
     dx = xp.empty_like(dout2d)
     dweight, dbias = self.grads["weight"], self.grads["bias"]  # summed over the blocks
     dweight[...], dbias[...] = 0.0, 0.0
@@ -69,6 +81,11 @@ def layernorm_backward(self, dout):
         dweight += block_dweight
         dbias += block_dbias
     return dx.reshape(dout.shape)
+
+
+def _kernels_apply(x, *others):
+    """Whether the GPU kernels run: CuPy arrays, all of one dtype (the parameters')."""
+    return get_array_module(x).__name__ != "numpy" and all(a.dtype == x.dtype for a in others)
 
 
 REPLACEMENTS = {LayerNorm.forward: layernorm_forward, LayerNorm.backward: layernorm_backward}

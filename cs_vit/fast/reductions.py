@@ -5,7 +5,8 @@ NumPy reduces a short last axis (D = 128 features, say) one row at a time; BLAS
 does the same sums as a matrix-vector product several times faster, and on all
 its threads. The results equal ``x.mean(axis=-1, keepdims=True)`` and
 ``x.sum(axis=leading)`` up to float rounding. The constant vectors they multiply
-by are made once per length and kept (on the GPU, each would be a kernel launch).
+by are made once per length and kept. On the GPU the sums are CuPy's own
+reductions: one kernel each, which a CUDA graph can capture (CuPy's products cannot be).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from cs_vit.backend import get_array_module
 def mean_last(x):
     """x.mean(axis=-1, keepdims=True): (..., D) -> (..., 1)."""
     D = x.shape[-1]
+    if _on_gpu(x):
+        return x.mean(axis=-1, keepdims=True)
     return (x.reshape(-1, D) @ _constant_vector_like(x, D, 1.0 / D)).reshape(*x.shape[:-1], 1)
 
 
@@ -24,7 +27,13 @@ def sum_leading(x, out=None):
     """x summed over every axis but the last: (..., D) -> (D,), into ``out`` if given."""
     D = x.shape[-1]
     x2d = x.reshape(-1, D)
+    if _on_gpu(x):
+        return x2d.sum(axis=0, out=out)
     return get_array_module(x).matmul(_constant_vector_like(x, x2d.shape[0], 1.0), x2d, out=out)
+
+
+def _on_gpu(x):
+    return get_array_module(x).__name__ != "numpy"
 
 
 def _constant_vector_like(like, length, value):

@@ -25,9 +25,8 @@ class Linear(Layer):
             self.add_param("bias", uniform((out_features,), bound))
         self.x = None
 
-    @replaceable
-    def forward(self, x):
-        """x: (..., in_features) -> out: (..., out_features)."""
+    def take_input(self, x):
+        """Check that x is a float array (..., in_features) and keep it for backward."""
         check_float_array(x, "x", "Linear")
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
@@ -35,6 +34,11 @@ class Linear(Layer):
                 f"got shape {x.shape}"
             )
         self.x = keep(x)
+
+    @replaceable
+    def forward(self, x):
+        """x: (..., in_features) -> out: (..., out_features)."""
+        self.take_input(x)
         # One 2-D matrix product over all leading dims is much faster than a batched one.
         out = x.reshape(-1, self.in_features) @ self.params["weight"].T
         if "bias" in self.params:

@@ -33,6 +33,7 @@ from cs_vit.solvers.checkpoint import (
     check_epochs, check_resumable, checkpoint_path, load_checkpoint, restore_rng, rng_state,
     save_checkpoint,
 )
+from cs_vit.solvers.static_step import make_static_forward, make_static_step
 
 DEFAULT_OPTIONS = {
     "optimizer": "adamw",       # "adamw" | "adam" | "sgd"
@@ -53,12 +54,18 @@ DEFAULT_OPTIONS = {
     "eval_batch_size": 256,
     "data_on_device": True,     # on CuPy: copy the datasets to the GPU once, so that no
                                 # step copies a batch; False: each batch goes over (less GPU memory)
+    "graph": True,              # on CuPy with the fast tier (AdamW, no dropout): record the
+                                # training step and the evaluation pass once as CUDA graphs and
+                                # replay them; False: call by call (losses reach the host every step)
     "verbose": True,
 }
 # Options of one learning-rate schedule only, and that schedule.
 SCHEDULE_OPTIONS = {"warmup_epochs": "cosine", "min_lr": "cosine", "lr_step_epochs": "step"}
 # Options a resumed run may change; every other setting must match the checkpoint's.
-FREE_ON_RESUME = ("checkpoint_dir", "resume", "eval_batch_size", "data_on_device", "verbose")
+FREE_ON_RESUME = ("checkpoint_dir", "resume", "eval_batch_size", "data_on_device", "graph",
+                  "verbose")
+# A step recorded as a CUDA graph keeps its losses on the GPU: they reach the host this often.
+LOG_EVERY = 50
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -121,6 +128,7 @@ class ClassificationSolverViT:
         self.steps_per_epoch = len(self.train_data) // self.batch_size
         self._build_schedule()  # built again in train(); here it reports a bad setting early
         self.epoch, self.step = 0, 0
+        self.static_step = self._static_forward = None
         self.data_rng = None
         self.best_state = None
         self.results = {"train_loss": [], "train_acc@1": [], "test_loss": [], "test_acc@1": [],
@@ -148,8 +156,9 @@ class ClassificationSolverViT:
             raise ValueError(f"val_split is the fraction of train_data held out for validation "
                              f"and must lie in [0, 1), got {options['val_split']}")
         positive_int("eval_batch_size", options["eval_batch_size"])
-        if not isinstance(options["data_on_device"], bool):
-            raise TypeError(f"data_on_device must be True or False, got {options['data_on_device']!r}")
+        for flag in ("data_on_device", "graph"):
+            if not isinstance(options[flag], bool):
+                raise TypeError(f"{flag} must be True or False, got {options[flag]!r}")
 
     def _hold_out_validation(self):
         """(train part, validation part) of train_data, drawn by the seed."""
@@ -227,6 +236,10 @@ class ClassificationSolverViT:
             self._resume(folder)
         else:
             self._seed_epoch(self.epoch)
+        self._static_forward = None  # made again for this device at the first evaluation
+        self.static_step = self.options["graph"] and make_static_step(
+            self.model, self.optimizer, self.batch_size, self.options["label_smoothing"],
+            self.options["grad_clip"])
         held_out = self.test_data if self.val_data is None else self.val_data
         for epoch in range(self.epoch, self.num_epochs):
             self._train_epoch(epoch)
@@ -250,9 +263,11 @@ class ClassificationSolverViT:
                                   augment=self.augment, drop_last=True,
                                   on_device=self.options["data_on_device"])
         self.model.train()
-        losses, correct, seen = [], 0, 0
         bar = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.num_epochs}",
                    disable=not self.options["verbose"], leave=True)
+        if self.static_step:
+            return self._train_epoch_static(epoch, bar, self.static_step)
+        losses, correct, seen = [], 0, 0
         for x, y in bar:
             x, y = backend.asarray(x), backend.asarray(y)  # no copy if already on the device
             loss, batch_correct = self._train_step(x, y, epoch)
@@ -262,6 +277,38 @@ class ClassificationSolverViT:
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.optimizer.lr:.2e}")
         self.results["train_loss"].append(float(numpy.mean(losses)))
         self.results["train_acc@1"].append(int(correct) / seen)
+
+    def _train_epoch_static(self, epoch, bar, static_step):
+        """``_train_epoch`` through a step over fixed buffers (a CUDA graph on the GPU).
+
+        Its losses and gradient norms stay on the device and reach the host every
+        LOG_EVERY steps, where they are checked and recorded.
+        """
+        losses, correct, seen = [], 0, 0
+        for i, (x, y) in enumerate(bar):
+            lr = self.schedule(self.step)
+            static_step(backend.asarray(x), backend.asarray(y), lr)
+            self.step += 1
+            seen += len(y)
+            self.results["lr_history"].append(lr)
+            if (i + 1) % LOG_EVERY == 0 or i + 1 == self.steps_per_epoch:
+                new_losses, norms, new_correct = static_step.flush()
+                self._record_logged_steps(new_losses, norms, epoch)
+                losses += new_losses
+                correct += new_correct
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
+        self.results["train_loss"].append(float(numpy.mean(losses)))
+        self.results["train_acc@1"].append(correct / seen)
+
+    def _record_logged_steps(self, losses, grad_norms, epoch):
+        """Record the losses and gradient norms of the last len(losses) steps; stop on NaN/inf."""
+        first = self.step - len(losses)
+        for k, (loss, grad_norm) in enumerate(zip(losses, grad_norms)):
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                self._diverged(loss, grad_norm, epoch, self.results["lr_history"][first + k],
+                               first + k)
+        self.results["loss_history"] += losses
+        self.results["grad_norm_history"] += grad_norms
 
     def _train_step(self, x, y, epoch):
         """One forward, backward and update; returns (loss, number correct on device)."""
@@ -281,16 +328,18 @@ class ClassificationSolverViT:
         self.results["grad_norm_history"].append(grad_norm)
         return loss, (logits.argmax(axis=1) == y).sum()
 
-    def _diverged(self, loss, grad_norm, epoch, lr):
+    def _diverged(self, loss, grad_norm, epoch, lr, step=None):
+        """Raise TrainingDivergedError for iteration ``step`` (default: the current one)."""
+        step = self.step if step is None else step
         folder = self.options["checkpoint_dir"]
         kept = (f" The last good checkpoint (end of epoch {self.epoch}) is kept in "
                 f"{checkpoint_path(folder)}; resume from it with the fix."
                 if folder and os.path.exists(checkpoint_path(folder)) else "")
         what = (f"the loss became {loss}" if not math.isfinite(loss) else
                 f"the gradients became non-finite (norm {grad_norm}) while the loss was {loss:.4g}")
-        batch = self.step - epoch * self.steps_per_epoch + 1
+        batch = step - epoch * self.steps_per_epoch + 1
         raise TrainingDivergedError(
-            f"training diverged at iteration {self.step} (epoch {epoch + 1}, batch {batch} of "
+            f"training diverged at iteration {step} (epoch {epoch + 1}, batch {batch} of "
             f"{self.steps_per_epoch}): {what}. The learning rate ({lr:.3g}) is probably too "
             f"high: try a smaller learning_rate, a longer warmup, or grad_clip=1.0.{kept}")
 
@@ -325,13 +374,22 @@ class ClassificationSolverViT:
                                   std=self.train_data.std, on_device=self.options["data_on_device"])
         for x, y in tqdm(batches, desc="evaluate", leave=False, disable=not self.options["verbose"]):
             x, y = backend.asarray(x), backend.asarray(y)  # no copy if already on the device
-            with no_grad():  # evaluation keeps no caches for backward
-                logits = self.model.forward(x)
+            logits = self._forward(x)
             loss, _ = softmax_cross_entropy(logits, y)
             losses.append(loss * len(y))
             predictions.append(logits.argmax(axis=1))
         self.model.train()
         return backend.to_numpy(backend.xp.concatenate(predictions)), sum(losses) / len(dataset)
+
+    def _forward(self, x):
+        """The model's logits for a batch x, keeping nothing for backward."""
+        full = len(x) == self.options["eval_batch_size"]
+        if full and self.options["graph"] and self._static_forward is None:
+            self._static_forward = make_static_forward(self.model, len(x)) or False
+        if full and self._static_forward:
+            return self._static_forward(x)  # on the GPU: one recorded graph per batch
+        with no_grad():  # evaluation keeps no caches for backward
+            return self.model.forward(x)
 
     def evaluate(self, dataset):
         """(mean loss, accuracy in [0, 1]) of the current model on ``dataset``."""

@@ -99,8 +99,10 @@ class Submission:
         if _number(best):
             facts.append(f"best test accuracy {best:.1%}"
                          + (f" (epoch {epoch})" if _number(epoch) else ""))
-        if isinstance(history.get("test_acc@1"), list):
-            facts.append(f"{len(history['test_acc@1'])} epochs")
+        # One train loss per epoch; with a validation split the test set is read only once.
+        per_epoch = history.get("train_loss", history.get("test_acc@1"))
+        if isinstance(per_epoch, list):
+            facts.append(f"{len(per_epoch)} epochs")
         if isinstance(history.get("dataset"), str):
             facts.append(f"dataset {history['dataset'][:40]}")
         if _number(history.get("train_seconds")):

@@ -1,0 +1,284 @@
+# cs-vit: instructor-only (the fast tier; the student release leaves it out)
+"""Fused GPU kernels: each does in one launch what the textbook code does in several.
+
+On the GPU a small operation costs more to launch (~10 us of host time) than to
+run, so a layer's speed is its number of launches. Each kernel here computes one
+piece of the textbook maths whole: LayerNorm forward and backward (one warp per
+row), the softmax over the keys and its backward (one thread per query, keys
+first), GELU with its derivative, the loss and its gradient (one thread per
+row), the gradient norm, clipping, and the AdamW update of the flat parameter
+buffer. They run on CuPy arrays of float32 or float64 and are compiled on first
+use; ``tests/test_fast_gpu.py`` checks each against the textbook tier.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy
+
+from cs_vit.backend import _import_cupy
+
+WARPS_PER_BLOCK = 8      # LayerNorm: rows per block of 32 x 8 threads
+THREADS_PER_BLOCK = 256  # one-thread-per-row kernels
+
+
+@functools.lru_cache(maxsize=None)
+def _raw_kernel(name, dtype):
+    """The RawKernel ``name`` of ``_SOURCES`` compiled for ``dtype`` (float32 or float64)."""
+    c_type = {"float32": "float", "float64": "double"}[dtype]
+    source = f"typedef {c_type} T;\n" + _SOURCES[name]
+    return _import_cupy().RawKernel(source, name)
+
+
+def _blocks(count, per_block):
+    return ((int(count) + per_block - 1) // per_block,)
+
+
+_SOURCES = {
+    "layernorm_forward": r"""
+extern "C" __global__ void layernorm_forward(const T* x, const T* weight, const T* bias, T* out,
+                                             T* xhat, T* inv_std, long long rows, int D,
+                                             double eps) {
+    long long row = (long long)blockIdx.x * blockDim.y + threadIdx.y;
+    if (row >= rows) return;  /* a whole warp leaves together: it owns one row */
+    const T* xr = x + row * D;
+    T sum = 0;
+    for (int j = threadIdx.x; j < D; j += 32) sum += xr[j];
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    T mean = sum / D;
+    T squares = 0;
+    for (int j = threadIdx.x; j < D; j += 32) { T d = xr[j] - mean; squares += d * d; }
+    for (int o = 16; o > 0; o >>= 1) squares += __shfl_xor_sync(0xffffffffu, squares, o);
+    T inv = (T)1 / sqrt(squares / D + (T)eps);
+    for (int j = threadIdx.x; j < D; j += 32) {
+        T h = (xr[j] - mean) * inv;
+        xhat[row * D + j] = h;
+        out[row * D + j] = h * weight[j] + bias[j];
+    }
+    if (threadIdx.x == 0) inv_std[row] = inv;
+}
+""",
+    "layernorm_backward": r"""
+extern "C" __global__ void layernorm_backward(const T* dout, const T* xhat, const T* inv_std,
+                                              const T* weight, T* dx, long long rows, int D) {
+    long long row = (long long)blockIdx.x * blockDim.y + threadIdx.y;
+    if (row >= rows) return;
+    const T* g = dout + row * D;
+    const T* h = xhat + row * D;
+    T mean_dxhat = 0, mean_dxhat_xhat = 0;
+    for (int j = threadIdx.x; j < D; j += 32) {
+        T dxhat = g[j] * weight[j];
+        mean_dxhat += dxhat;
+        mean_dxhat_xhat += dxhat * h[j];
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        mean_dxhat += __shfl_xor_sync(0xffffffffu, mean_dxhat, o);
+        mean_dxhat_xhat += __shfl_xor_sync(0xffffffffu, mean_dxhat_xhat, o);
+    }
+    mean_dxhat /= D;
+    mean_dxhat_xhat /= D;
+    for (int j = threadIdx.x; j < D; j += 32)
+        dx[row * D + j] = inv_std[row] * (g[j] * weight[j] - mean_dxhat - h[j] * mean_dxhat_xhat);
+}
+""",
+    "softmax_keys_first": r"""
+extern "C" __global__ void softmax_keys_first(T* scores, long long keys, long long columns) {
+    long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= columns) return;
+    T top = scores[c];
+    for (long long t = 1; t < keys; ++t) top = max(top, scores[t * columns + c]);
+    if (!isfinite(top)) top = 0;
+    T total = 0;
+    for (long long t = 0; t < keys; ++t) {
+        T e = exp(scores[t * columns + c] - top);
+        scores[t * columns + c] = e;
+        total += e;
+    }
+    if (!(total > 0)) total = 1;
+    for (long long t = 0; t < keys; ++t) scores[t * columns + c] /= total;
+}
+""",
+    "softmax_backward_keys_first": r"""
+extern "C" __global__ void softmax_backward_keys_first(const T* attn, T* dattn, long long keys,
+                                                       long long columns) {
+    long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= columns) return;
+    T total = 0;
+    for (long long t = 0; t < keys; ++t) total += dattn[t * columns + c] * attn[t * columns + c];
+    for (long long t = 0; t < keys; ++t) {
+        long long i = t * columns + c;
+        dattn[i] = (dattn[i] - total) * attn[i];
+    }
+}
+""",
+    "cross_entropy_rows": r"""
+extern "C" __global__ void cross_entropy_rows(const T* logits, const long long* labels,
+                                              T* dlogits, T* row_loss, long long* row_correct,
+                                              int N, int K, double smoothing) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= N) return;
+    const T* z = logits + (long long)i * K;
+    long long label = labels[i];
+    T top = z[0];
+    int best = 0;
+    for (int k = 1; k < K; ++k) if (z[k] > top) { top = z[k]; best = k; }
+    T total = 0;
+    for (int k = 0; k < K; ++k) total += exp(z[k] - top);
+    T log_total = log(total);
+    T off = (T)(smoothing / K), on = (T)(1.0 - smoothing), loss = 0;
+    for (int k = 0; k < K; ++k) {
+        T log_p = z[k] - top - log_total;
+        T target = k == label ? off + on : off;
+        loss -= target * log_p;
+        dlogits[(long long)i * K + k] = (exp(log_p) - target) / (T)N;
+    }
+    row_loss[i] = loss;
+    row_correct[i] = best == label;
+}
+""",
+    "record_step": r"""
+extern "C" __global__ void record_step(const T* loss, const T* grad_norm, T* loss_log,
+                                       T* norm_log, long long* count, long long capacity) {
+    long long k = count[0];
+    if (k < capacity) { loss_log[k] = loss[0]; norm_log[k] = grad_norm[0]; }
+    count[0] = k + 1;
+}
+""",
+}
+
+
+def layernorm_forward(x2d, weight, bias, eps):
+    """(out, xhat, inv_std) of LayerNorm over the rows of x2d (R, D); inv_std is (R, 1)."""
+    cupy = _import_cupy()
+    rows, D = x2d.shape
+    x2d = cupy.ascontiguousarray(x2d)
+    out, xhat = cupy.empty_like(x2d), cupy.empty_like(x2d)
+    inv_std = cupy.empty((rows, 1), x2d.dtype)
+    _raw_kernel("layernorm_forward", x2d.dtype.name)(
+        _blocks(rows, WARPS_PER_BLOCK), (32, WARPS_PER_BLOCK),
+        (x2d, weight, bias, out, xhat, inv_std, numpy.int64(rows), numpy.int32(D),
+         numpy.float64(eps)))
+    return out, xhat, inv_std
+
+
+def layernorm_backward(dout2d, xhat, inv_std, weight):
+    """dx (R, D) of LayerNorm from its forward's xhat and inv_std (R, 1)."""
+    cupy = _import_cupy()
+    rows, D = dout2d.shape
+    dout2d = cupy.ascontiguousarray(dout2d)
+    dx = cupy.empty_like(dout2d)
+    _raw_kernel("layernorm_backward", dout2d.dtype.name)(
+        _blocks(rows, WARPS_PER_BLOCK), (32, WARPS_PER_BLOCK),
+        (dout2d, xhat, inv_std, weight, dx, numpy.int64(rows), numpy.int32(D)))
+    return dx
+
+
+def softmax_keys_first(scores):
+    """Softmax over axis 0 of C-contiguous keys-first scores (T, ...), in place; returns them."""
+    keys, columns = scores.shape[0], scores.size // max(1, scores.shape[0])
+    _raw_kernel("softmax_keys_first", scores.dtype.name)(
+        _blocks(columns, THREADS_PER_BLOCK), (THREADS_PER_BLOCK,),
+        (scores, numpy.int64(keys), numpy.int64(columns)))
+    return scores
+
+
+def softmax_backward_keys_first(attn, dattn):
+    """dscores = attn * (dattn - sum over the keys of dattn * attn), written over ``dattn``."""
+    keys, columns = attn.shape[0], attn.size // max(1, attn.shape[0])
+    _raw_kernel("softmax_backward_keys_first", attn.dtype.name)(
+        _blocks(columns, THREADS_PER_BLOCK), (THREADS_PER_BLOCK,),
+        (attn, dattn, numpy.int64(keys), numpy.int64(columns)))
+    return dattn
+
+
+def cross_entropy(logits, labels, label_smoothing):
+    """(per-row loss (N,), per-row correct (N,) int64, dlogits (N, K)) of the mean loss.
+
+    ``labels`` must be int64 on the GPU; the mean loss is ``row_loss.sum() / N``.
+    """
+    cupy = _import_cupy()
+    N, K = logits.shape
+    logits = cupy.ascontiguousarray(logits)
+    dlogits, row_loss = cupy.empty_like(logits), cupy.empty(N, logits.dtype)
+    row_correct = cupy.empty(N, cupy.int64)
+    _raw_kernel("cross_entropy_rows", logits.dtype.name)(
+        _blocks(N, THREADS_PER_BLOCK), (THREADS_PER_BLOCK,),
+        (logits, labels, dlogits, row_loss, row_correct, numpy.int32(N), numpy.int32(K),
+         numpy.float64(label_smoothing)))
+    return row_loss, row_correct, dlogits
+
+
+def record_step(loss, grad_norm, loss_log, norm_log, count):
+    """Append the 0-d ``loss`` and ``grad_norm`` to the logs at ``count`` (a (1,) int64 array)."""
+    _raw_kernel("record_step", loss.dtype.name)(
+        (1,), (1,), (loss, grad_norm, loss_log, norm_log, count, numpy.int64(loss_log.size)))
+
+
+@functools.lru_cache(maxsize=None)
+def _elementwise(name):
+    cupy = _import_cupy()
+    if name == "gelu_with_derivative":
+        return cupy.ElementwiseKernel(
+            "T x", "T y, T d",
+            "T cdf = 0.5 * (1.0 + erf(x * 0.70710678118654752440));"
+            "y = x * cdf;"
+            "d = cdf + x * exp(-0.5 * x * x) * 0.39894228040143267794;",
+            "cs_vit_gelu_with_derivative")
+    if name == "gelu":
+        return cupy.ElementwiseKernel(
+            "T x", "T y", "y = x * (0.5 * (1.0 + erf(x * 0.70710678118654752440)));", "cs_vit_gelu")
+    if name == "l2_norm":
+        return cupy.ReductionKernel("T x", "T y", "x * x", "a + b", "y = sqrt(a)", "0",
+                                    "cs_vit_l2_norm")
+    if name == "clip":
+        return cupy.ElementwiseKernel(
+            "raw T norm, T max_norm, T eps", "T g",
+            "T coef = max_norm / (norm[0] + eps); if (coef < 1) g = g * coef;", "cs_vit_clip")
+    update = ("if (decay != 0) p = p * decay_factor;"
+              "m = beta1 * m + one_minus_beta1 * g;"
+              "v = beta2 * v + one_minus_beta2 * g * g;"
+              "p = p - step_size * m / (sqrt(v) / sqrt_bias_correction2 + eps);")
+    constants = "T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps"
+    if name == "adamw":
+        return cupy.ElementwiseKernel(
+            f"T g, T decay, T step_size, T decay_factor, T sqrt_bias_correction2, {constants}",
+            "T p, T m, T v", update, "cs_vit_adamw")
+    if name == "adamw_device_hyper":  # the step's numbers read from the GPU (CUDA graphs)
+        return cupy.ElementwiseKernel(
+            f"T g, T decay, raw T hyper, {constants}", "T p, T m, T v",
+            "T step_size = hyper[0], decay_factor = hyper[1], sqrt_bias_correction2 = hyper[2];"
+            + update, "cs_vit_adamw_device_hyper")
+    raise KeyError(name)
+
+
+def gelu(x, derivative):
+    """(gelu(x), gelu'(x) if ``derivative`` else None) with the exact CDF, in one launch."""
+    if derivative:
+        return _elementwise("gelu_with_derivative")(x)
+    return _elementwise("gelu")(x), None
+
+
+def l2_norm_into(x, out):
+    """sqrt(sum(x * x)) into the 0-d GPU array ``out``."""
+    return _elementwise("l2_norm")(x, out=out)
+
+
+def clip_by_norm(g, norm, max_norm, eps):
+    """g *= min(1, max_norm / (norm + eps)) in place, ``norm`` a 0-d GPU array."""
+    _elementwise("clip")(norm, g.dtype.type(max_norm), g.dtype.type(eps), g)
+
+
+def adamw(p, g, m, v, decay, betas, eps, hyper):
+    """One AdamW update of the flat buffers p, m, v from g, in place.
+
+    ``decay`` is 1 where weight decay applies, else 0. ``hyper`` holds the step's
+    (step size lr / (1 - beta1^t), 1 - lr * weight_decay, sqrt(1 - beta2^t)):
+    a tuple of numbers, or a (3,) GPU array (what a CUDA graph reads at replay).
+    """
+    t = p.dtype.type
+    beta1, beta2 = betas
+    constants = (t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps))
+    if isinstance(hyper, tuple):
+        _elementwise("adamw")(g, decay, *(t(h) for h in hyper), *constants, p, m, v)
+    else:
+        _elementwise("adamw_device_hyper")(g, decay, hyper, *constants, p, m, v)

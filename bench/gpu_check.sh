@@ -22,7 +22,7 @@ python3 -c "import cupy, numpy, torch; print('CuPy', cupy.__version__, 'NumPy', 
 python3 bench/gpu_capture_probe.py 2>&1 | tee "$out/capture_probe.log"
 python3 -m pytest tests/test_gpu.py tests/test_fast_gpu.py tests/test_captured_step.py -n 0 -p no:cacheprovider -q -rs 2>&1 | tee "$out/gpu_tests.log"
 tests=${PIPESTATUS[0]}
-python3 bench/profile_step.py --device cuda --config patch8 2>&1 | tee "$out/gpu_profile.log"
+python3 bench/profile_step.py --device cuda --config patch8 --sides fast fast_graph torch 2>&1 | tee "$out/gpu_profile.log"
 profile=${PIPESTATUS[0]}
 python3 bench/gpu_call_overhead.py "$out/call_overhead.txt"
 overhead=$?

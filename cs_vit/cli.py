@@ -215,8 +215,9 @@ def read_run_args(run_dir):
 def _restore_args(args, run_dir):
     """For --resume: the arguments the run was started with.
 
-    The device (and --data-on-host, --no-cuda-graph) may change, and --epochs may extend the run; any other
-    flag that differs from the run's is refused rather than silently ignored.
+    The device (and --data-on-host, --no-cuda-graph) may change, and --epochs may extend
+    the run; any other flag that differs from the run's is refused rather than silently
+    ignored.
     """
     saved = vars(read_run_args(run_dir))
     defaults = vars(build_parser().parse_args(["train"]))

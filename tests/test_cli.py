@@ -26,9 +26,10 @@ def test_default_train_reaches_95_percent_on_the_embedded_digits(tmp_path, capsy
 def test_train_with_flags_then_resume_to_more_epochs_and_evaluate(tmp_path, capsys):
     run_cli("train", "--epochs", "1", "--embed-dim", "16", "--depth", "1", "--out",
             str(tmp_path), "--quiet")
-    # --data-on-host (batches sent over one by one) may change on resume, like --device.
+    # --data-on-host (batches sent over one by one) and --no-cuda-graph may change on
+    # resume, like --device.
     run_cli("train", "--resume", "--out", str(tmp_path), "--epochs", "2", "--data-on-host",
-            "--quiet")
+            "--no-cuda-graph", "--quiet")
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history["test_acc@1"]) == 2
     assert history["model_config"]["embed_dim"] == 16
@@ -84,3 +85,21 @@ def test_python_dash_m_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "cs_vit", "--help"], capture_output=True,
                             text=True, check=True)
     assert "train" in result.stdout and "evaluate" in result.stdout
+
+
+@pytest.mark.training
+def test_no_cuda_graph_reaches_the_solver_as_graph_false(tmp_path, monkeypatch):
+    import cs_vit.solvers as solvers
+
+    options = []
+
+    class Recording(solvers.ClassificationSolverViT):
+        def __init__(self, *args, **kwargs):
+            options.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(solvers, "ClassificationSolverViT", Recording)
+    for flags, graph in (((), True), (("--no-cuda-graph",), False)):
+        run_cli("train", "--epochs", "1", "--embed-dim", "16", "--depth", "1", "--out",
+                str(tmp_path / str(graph)), "--quiet", *flags)
+        assert options[-1]["graph"] is graph

@@ -37,7 +37,8 @@ def test_a_flag_value_out_of_range_is_refused_naming_the_flag(capsys, flag, valu
 def test_resume_refuses_flags_it_would_ignore(tmp_path):
     folder = run_args(tmp_path / "run", embed_dim=16)
     with pytest.raises(SystemExit, match=r"--embed-dim 32 \(the run has 16\) would be ignored; "
-                                         r"only --epochs, --device, --data-on-host, --quiet and --reference may change"):
+                                         r"only --epochs, --device, --data-on-host, "
+                                         r"--no-cuda-graph, --quiet and --reference may change"):
         main(["train", "--resume", "--out", str(folder), "--embed-dim", "32"])
 
 

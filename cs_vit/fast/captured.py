@@ -26,11 +26,11 @@ import numpy
 
 from cs_vit import backend
 from cs_vit.backend import xp
-from cs_vit.layers import softmax_cross_entropy
-from cs_vit.optim import AdamW, clip_grad_norm
+from cs_vit.fast import cuda_kernels
 from cs_vit.fast.flat import adamw_step_numbers
+from cs_vit.layers import no_grad, softmax_cross_entropy
+from cs_vit.optim import AdamW, clip_grad_norm
 from cs_vit.optim.clipping import EPS
-from cs_vit.layers import no_grad
 from cs_vit.solvers.static_step import make_static_forward, make_static_step
 
 WARMUP_STEPS = 2
@@ -157,8 +157,6 @@ class StaticTrainStep(Replayed):
             self.loss[...] = loss
             self.correct_on_device += (logits.argmax(axis=1) == self.labels).sum()
             return dlogits
-        from cs_vit.fast import cuda_kernels
-
         row_loss, row_correct, dlogits = cuda_kernels.cross_entropy(
             logits, self.labels, self.label_smoothing)
         xp.sum(row_loss, out=self.loss)
@@ -167,8 +165,6 @@ class StaticTrainStep(Replayed):
         return dlogits
 
     def _clip_and_update_on_gpu(self):
-        from cs_vit.fast import cuda_kernels
-
         flat, o = self.optimizer.flat, self.optimizer
         cuda_kernels.l2_norm_into(flat.grads, self.grad_norm)
         if self.max_norm != math.inf:

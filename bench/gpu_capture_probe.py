@@ -37,7 +37,8 @@ def probe(name, body, expect, stream, warmups=1, launches=2):
         return graph, out
     except Exception as err:  # report every failure and go on with the next probe
         frame = traceback.extract_tb(err.__traceback__)[-1]
-        print(f"FAILED {name}: {type(err).__name__}: {err} (raised at {frame.filename}:{frame.lineno})")
+        print(f"FAILED {name}: {type(err).__name__}: {err} "
+              f"(raised at {frame.filename}:{frame.lineno})")
         return None, None
 
 
@@ -83,7 +84,8 @@ def main():
         print(f"FAILED MemoryAsyncPool: {type(err).__name__}: {err}")
 
     lr = cupy.full((), 0.5, numpy.float32)
-    scale = cupy.ElementwiseKernel("T x, raw T lr", "T y", "y = x * lr[0]", "probe_scale_by_device_scalar")
+    scale = cupy.ElementwiseKernel("T x, raw T lr", "T y", "y = x * lr[0]",
+                                   "probe_scale_by_device_scalar")
     graph, out = probe("a kernel reading a device scalar (needed: lr changes between launches)",
                        lambda: scale(a, lr), lambda: a * 0.5, stream)
     if graph is not None:

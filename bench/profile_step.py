@@ -89,7 +89,8 @@ def main():
                    help="also print cProfile's busiest functions for cs_vit's steps")
     args = p.parse_args()
     if args.sides is None:
-        args.sides = ["fast", "textbook", "torch"] + (["fast_graph"] if args.device == "cuda" else [])
+        on_gpu = ["fast_graph"] if args.device == "cuda" else []
+        args.sides = ["fast", "textbook", "torch"] + on_gpu
     sides = make_sides(CONFIGS[args.config], args.batch, args.device, names=args.sides)
     for name, side in sides.items():
         wall = wall_ms(side, args.steps)

@@ -101,8 +101,9 @@ def _add_train_arguments(p):
                    help="with --device cuda: send each batch to the GPU instead of keeping a "
                         "copy of the datasets there (for datasets too big for its memory)")
     p.add_argument("--no-cuda-graph", action="store_true",
-                   help="with --device cuda: run the training step call by call instead of "
-                        "replaying it as one recorded CUDA graph (the fast tier's default)")
+                   help="with --device cuda: run training steps and evaluation call by call "
+                        "instead of replaying them as recorded CUDA graphs (the fast tier's "
+                        "default)")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--out", help="run folder, new or empty unless --resume or --overwrite "
                                  "(default: runs/<dataset>-<time>)")

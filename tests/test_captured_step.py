@@ -85,8 +85,7 @@ def test_flush_returns_each_step_once_and_counts_the_correct_predictions():
     data = batches(3)
     expected_correct = 0
     for x, y in data:
-        with fast.enabled(True):
-            logits = model.forward(x)  # the prediction the step's forward pass will make
+        logits = model.forward(x)  # the prediction the step's forward pass will make
         expected_correct += int((logits.argmax(axis=1) == y).sum())
         step(x, y, 1e-3)
         if len(step.flush()[0]) != 1:

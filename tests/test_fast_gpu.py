@@ -16,6 +16,7 @@ from cs_vit.fast.cublas import matmul
 from cs_vit.layers import GELU, LayerNorm, no_grad, softmax_cross_entropy
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import clip_grad_norm, make_optimizer
+from cs_vit.optim.clipping import EPS
 from tests.test_gpu import (
     DIGIT_MODEL, SMALL_VIT, _gpu_available, adamw_on_both_backends, digit_solver, digits,
     run_model,
@@ -88,6 +89,9 @@ def test_cublas_products_equal_cupy_matmul_on_every_layout_the_model_uses(dtype)
     grad = xp.empty((48, 16), dtype)
     assert matmul(dout.T, x, out=grad) is grad
     assert_close(grad, xp.matmul(dout.T, x), "out= gradient buffer")
+    narrower = xp.empty((48, 16), np.float32)  # float64 products into a float32 buffer: cast
+    matmul(dout.T.astype(np.float64), x.astype(np.float64), out=narrower)
+    assert_close(narrower, xp.matmul(dout.T, x).astype(np.float32), "out= of another dtype")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -155,11 +159,11 @@ def test_norm_and_clip_kernels_equal_clip_grad_norm(dtype):
     measured = backend.xp.zeros((), dtype)
     cuda_kernels.l2_norm_into(g, measured)
     assert float(measured) == pytest.approx(norm, rel=TOLERANCE[np.dtype(dtype)])
-    cuda_kernels.clip_by_norm(g, measured, 2.0, 1e-6)
+    cuda_kernels.clip_by_norm(g, measured, 2.0, EPS)
     assert_close(g, expected, "clipped")
 
 
-def captured_and_uncaptured(steps, dtype="float32"):
+def captured_and_uncaptured(steps):
     """Parameters after ``steps`` StaticTrainSteps from the same start, captured and not."""
     rng = np.random.default_rng(0)
     data = [(rng.random((16, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 16))

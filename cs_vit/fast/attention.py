@@ -8,7 +8,8 @@ The same results as the textbook ``MultiHeadAttention`` (up to float rounding):
 - Scores are stored keys first, (T, N, num_heads, S): NumPy reduces over axis 0
   several times faster than over a short last axis. The softmax and its backward
   run in place on that array.
-- Products write into their final layouts (``out=``), so no merge copy is made.
+- Products write into their final layouts (``out=``), so no merge copy is made
+  (on NumPy; cuBLAS writes these interleaved layouts through a temporary and a copy).
 - On the GPU, each softmax and its backward is one kernel (``cuda_kernels``), and each
   product one cuBLAS call that a CUDA graph can capture (``cublas``).
 """

@@ -14,7 +14,7 @@ The first ``WARMUP_STEPS`` calls run the step eagerly on the step's own stream,
 taking memory from a private pool; this compiles every kernel and fills the
 pool with blocks of exactly the sizes the step uses, so the captured call
 allocates nothing new from CUDA. The graph then owns those blocks for as long as
-this object lives: nothing else allocates from its pool. On NumPy (and with
+this object lives: only the recorded work allocates from its pool. On NumPy (and with
 ``capture=False``) every call runs the same step eagerly over the same buffers.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Replayed:
         if self.on_gpu:
             cupy = backend._import_cupy()
             self.stream = cupy.cuda.Stream(non_blocking=True)
-            self.pool = cupy.cuda.MemoryPool()  # the graph's own: nothing else allocates from it
+            self.pool = cupy.cuda.MemoryPool()  # the graph's own: only _body allocates from it
 
     @property
     def captured(self):
@@ -72,8 +72,9 @@ class Replayed:
         cupy = backend._import_cupy()
         caller = cupy.cuda.get_current_stream()
         self.stream.wait_event(caller.record())  # the inputs were made on the caller's stream
+        with self.stream:
+            prepare()  # any temporary it makes comes from the usual pool, never the graph's
         with cupy.cuda.using_allocator(self.pool.malloc), self.stream:
-            prepare()
             if self.graph is None and self.capture and self.calls >= WARMUP_STEPS:
                 self.graph = _capture(self.stream, self._body)
                 self.capture = self.graph is not None
@@ -104,10 +105,9 @@ class StaticTrainStep(Replayed):
         self.label_smoothing = label_smoothing
         # As in the solver: None or 0 measures the norm without clipping.
         self.max_norm = float(grad_clip) if grad_clip else math.inf
-        config, flat = model.config, optimizer.flat
-        dtype = flat.values.dtype
-        shape = (batch_size, config.in_channels, config.image_size, config.image_size)
-        self.images, self.labels = xp.zeros(shape, dtype), xp.zeros(batch_size, xp.int64)
+        dtype = optimizer.flat.values.dtype
+        self.images = image_buffer(model, batch_size, dtype)
+        self.labels = xp.zeros(batch_size, xp.int64)
         self.loss, self.grad_norm = xp.zeros((), dtype), xp.zeros((), dtype)
         self.correct_on_device = xp.zeros((), xp.int64)
         self.hyper = xp.zeros(3, dtype)  # step size, 1 - lr * weight_decay, sqrt(1 - beta2^t)
@@ -117,7 +117,7 @@ class StaticTrainStep(Replayed):
         self._losses, self._grad_norms, self._correct = [], [], 0
 
     def __call__(self, images, labels, lr):
-        """Train on one batch (images (B, C, H, W), labels (B,)) with learning rate ``lr``."""
+        """Train on one batch (images (N, C, H, W), labels (N,)) with learning rate ``lr``."""
         if self.pending == LOG_CAPACITY:  # the GPU logs are full: move them to the host
             self._move_logs_to_host()
         if images.shape != self.images.shape or labels.shape != self.labels.shape:
@@ -205,9 +205,15 @@ def check_capturable(model, optimizer):
                          f"{type(optimizer).__name__}")
     if model.config.dropout > 0 or model.config.attention_dropout > 0:
         raise ValueError("a static training step replays the same random numbers every step, "
-                         f"so it needs a model without dropout; got dropout={model.config.dropout}, "
-                         f"attention_dropout={model.config.attention_dropout}")
+                         "so it needs a model without dropout; got dropout="
+                         f"{model.config.dropout}, attention_dropout="
+                         f"{model.config.attention_dropout}")
 
+
+def image_buffer(model, batch_size, dtype):
+    """A zeroed (batch_size, C, H, W) buffer for the images ``model`` takes."""
+    config = model.config
+    return xp.zeros((batch_size, config.in_channels, config.image_size, config.image_size), dtype)
 
 
 def make_captured_step(model, optimizer, batch_size, label_smoothing, grad_clip):
@@ -215,10 +221,9 @@ def make_captured_step(model, optimizer, batch_size, label_smoothing, grad_clip)
     if backend.name() != "cupy":
         return None
     try:
-        check_capturable(model, optimizer)
+        return StaticTrainStep(model, optimizer, batch_size, label_smoothing, grad_clip)
     except ValueError:
         return None  # another optimizer, or dropout: the solver steps one by one
-    return StaticTrainStep(model, optimizer, batch_size, label_smoothing, grad_clip)
 
 
 class StaticForward(Replayed):
@@ -231,10 +236,8 @@ class StaticForward(Replayed):
 
     def __init__(self, model, batch_size):
         super().__init__()
-        config = model.config
         self.model, self.logits = model, None
-        self.images = xp.zeros((batch_size, config.in_channels, config.image_size,
-                                config.image_size), model.head.params["weight"].dtype)
+        self.images = image_buffer(model, batch_size, model.head.params["weight"].dtype)
 
     def __call__(self, images):
         if images.shape != self.images.shape:
@@ -244,6 +247,7 @@ class StaticForward(Replayed):
         return self.logits
 
     def _copy_in(self, images):
+        """Copy the batch into the fixed input buffer."""
         self.images[...] = images
 
     def _body(self):

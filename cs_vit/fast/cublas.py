@@ -8,8 +8,8 @@ capture. So the fast tier's products on CuPy arrays call cuBLAS's strided-batche
 GEMM through ``ctypes``, on a handle of its own, with a workspace it owns (cuBLAS
 must not allocate during a capture). On NumPy arrays :func:`matmul` is ``numpy.matmul``.
 
-cuBLAS is column-major. A row-major (R, C) matrix with row stride ``ld`` is, to
-cuBLAS, the column-major (C, R) matrix, its transpose; a transposed view (unit
+cuBLAS is column-major. A row-major (rows, cols) matrix with row stride ``ld`` is, to
+cuBLAS, the column-major (cols, rows) matrix, its transpose; a transposed view (unit
 stride along its rows) is the column-major matrix itself. So the row-major
 ``C = A @ B`` is asked for as the column-major ``C^T = B^T A^T``.
 """
@@ -32,13 +32,15 @@ def matmul(a, b, out=None):
     the result. On NumPy, ``numpy.matmul(a, b, out=out)``.
     """
     module = get_array_module(a, b)
-    if module.__name__ == "numpy":
+    library = None if module.__name__ == "numpy" else _Cublas.get()
+    if library is None:
         return module.matmul(a, b, out=out)
-    return _Cublas.get().matmul(module, a, b, out)
+    return library.matmul(module, a, b, out)
 
 
 def _operand(module, a):
-    """(array, op, ld, batch stride) describing ``a`` (B, R, C) to cuBLAS, copying if it must.
+    """(array, op, ld, batch stride): ``a`` (batch, rows, cols) as cuBLAS reads it (copied
+    if its layout is neither row- nor column-major).
 
     op is the transpose flag cuBLAS needs to read the row-major matrix's transpose.
     """
@@ -53,7 +55,7 @@ def _operand(module, a):
 
 
 def _as_batch(module, a):
-    """``a`` (..., R, C) as (B, R, C): a view when its leading axes step by one stride."""
+    """``a`` (..., rows, cols) as (batch, rows, cols): a view if its leading axes collapse."""
     if a.ndim == 2:
         return _batch_view(module, a, 0)
     if not _collapses(a):
@@ -62,6 +64,7 @@ def _as_batch(module, a):
 
 
 def _batch_view(module, a, batch_stride):
+    """The (batch, rows, cols) view of ``a`` with batches ``batch_stride`` bytes apart."""
     batch = a.size // max(1, a.shape[-2] * a.shape[-1]) if a.ndim > 2 else 1
     return module.lib.stride_tricks.as_strided(
         a, shape=(batch, *a.shape[-2:]), strides=(batch_stride, *a.strides[-2:]))
@@ -73,7 +76,7 @@ def _collapses(a):
 
 
 def _writable_batch(module, out, rows, cols):
-    """``out`` as a (B, rows, cols) view of its memory that cuBLAS can write, or None."""
+    """``out`` as a (batch, rows, cols) view of its memory that cuBLAS can write, or None."""
     if out.strides[-1] != out.itemsize or out.strides[-2] < cols * out.itemsize:
         return None
     if out.ndim == 2:
@@ -84,12 +87,17 @@ def _writable_batch(module, out, rows, cols):
 
 
 class _Cublas:
-    """libcublas (the copy CuPy loaded), one handle and its workspace."""
+    """libcublas (a copy this process has loaded: CuPy's, or torch's for the same CUDA),
+    one handle and its workspace."""
 
     @classmethod
     @functools.lru_cache(maxsize=1)
     def get(cls):
-        return cls()
+        """The one instance, or None where libcublas cannot be found (then CuPy's matmul)."""
+        try:
+            return cls()
+        except OSError:
+            return None
 
     def __init__(self):
         import cupy
@@ -124,7 +132,8 @@ class _Cublas:
         a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
         M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
         result_shape = (*a.shape[:-2], M, N)
-        target = None if out is None else _writable_batch(module, out, M, N)
+        fits = out is not None and out.dtype == dtype and out.shape == result_shape
+        target = _writable_batch(module, out, M, N) if fits else None
         result = module.empty(result_shape, dtype) if target is None else out
         c = _writable_batch(module, result, M, N) if target is None else target
         if K == 0:
@@ -146,18 +155,23 @@ class _Cublas:
 
 
 def _loaded_library_path(prefix):
-    """The path of the shared library named ``prefix*`` that this process has loaded."""
+    """The path of the shared library named ``prefix*`` that this process has loaded
+    (Linux's /proc/self/maps), else whatever the dynamic loader finds."""
     import cupy
 
     cupy.ones((1, 1), "f") @ cupy.ones((1, 1), "f")  # CuPy loads libcublas on first use
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            if "/" in path and path.rsplit("/", 1)[-1].startswith(prefix):
-                return path
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if "/" in path and path.rsplit("/", 1)[-1].startswith(prefix):
+                    return path
+    except OSError:
+        pass  # not Linux
     return ctypes.util.find_library(prefix[3:].split(".")[0]) or prefix  # let the loader search
 
 
 def _check(status, what):
+    """Raise RuntimeError for a cuBLAS call that did not return CUBLAS_STATUS_SUCCESS (0)."""
     if status != 0:
         raise RuntimeError(f"cuBLAS {what} failed with status {status}")

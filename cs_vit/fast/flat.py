@@ -105,7 +105,8 @@ def flat_make_optimizer(name, model, lr, weight_decay=0.0, **options):
         # Scratch space for the update's temporaries, reused every step instead of reallocated.
         optimizer.flat_state.update(scratch=xp.empty_like(flat.values),
                                     denom=xp.empty_like(flat.values))
-    optimizer.decay_mask = _decay_mask(optimizer)
+    # The GPU's AdamW kernel decays where this flat 0/1 mask says (the CPU walks the params).
+    optimizer.decay_mask = _decay_mask(optimizer) if backend.name() == "cupy" else None
     return optimizer
 
 

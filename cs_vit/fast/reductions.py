@@ -6,7 +6,7 @@ does the same sums as a matrix-vector product several times faster, and on all
 its threads. The results equal ``x.mean(axis=-1, keepdims=True)`` and
 ``x.sum(axis=leading)`` up to float rounding. The constant vectors they multiply
 by are made once per length and kept. On the GPU the sums are CuPy's own
-reductions: one kernel each, which a CUDA graph can capture (CuPy's products cannot be).
+reductions, one kernel each.
 """
 from __future__ import annotations
 

@@ -54,9 +54,9 @@ DEFAULT_OPTIONS = {
     "eval_batch_size": 256,
     "data_on_device": True,     # on CuPy: copy the datasets to the GPU once, so that no
                                 # step copies a batch; False: each batch goes over (less GPU memory)
-    "graph": True,              # on CuPy with the fast tier (AdamW, no dropout): record the
-                                # training step and the evaluation pass once as CUDA graphs and
-                                # replay them; False: call by call (losses reach the host every step)
+    "graph": True,              # on CuPy with the fast tier: record the training step (with
+                                # AdamW, no dropout) and the evaluation pass once as CUDA graphs
+                                # and replay them; False: call by call
     "verbose": True,
 }
 # Options of one learning-rate schedule only, and that schedule.
@@ -237,9 +237,9 @@ class ClassificationSolverViT:
         else:
             self._seed_epoch(self.epoch)
         self._static_forward = None  # made again for this device at the first evaluation
-        self.static_step = self.options["graph"] and make_static_step(
+        self.static_step = make_static_step(
             self.model, self.optimizer, self.batch_size, self.options["label_smoothing"],
-            self.options["grad_clip"])
+            self.options["grad_clip"]) if self.options["graph"] else None
         held_out = self.test_data if self.val_data is None else self.val_data
         for epoch in range(self.epoch, self.num_epochs):
             self._train_epoch(epoch)
@@ -385,7 +385,7 @@ class ClassificationSolverViT:
         """The model's logits for a batch x, keeping nothing for backward."""
         full = len(x) == self.options["eval_batch_size"]
         if full and self.options["graph"] and self._static_forward is None:
-            self._static_forward = make_static_forward(self.model, len(x)) or False
+            self._static_forward = make_static_forward(self.model, len(x)) or False  # False: none
         if full and self._static_forward:
             return self._static_forward(x)  # on the GPU: one recorded graph per batch
         with no_grad():  # evaluation keeps no caches for backward

@@ -22,7 +22,7 @@ MNIST = {
 # Two epochs are too few to overfit 50,000 images: augmentation and label smoothing only
 # slow learning down, while fixed 2-D sin-cos positions spare the model learning them
 # (10k-image study on a validation split: 46.5% for this recipe, 41.4% with augmentation
-# and smoothing, 39.6% with learned positions; batch 32's 48.5% is within the noise).
+# and smoothing, 39.6% with learned positions; batch 32 ties batch 64 on all 50,000 images).
 CIFAR10 = {
     "model": dict(image_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_dim=256,
                   pool="cls", pos_encoding="sincos2d"),

@@ -4,6 +4,7 @@
     python bench/compare_torch.py                  # NumPy backend vs torch on the CPU
     python bench/compare_torch.py --device cuda    # CuPy backend vs torch CUDA
     python bench/compare_torch.py --rounds 15 --steps 3 --configs patch8 --malloc tuned
+    python bench/compare_torch.py --with-torch-loop  # + torch with AdamW's per-tensor loop
 
 Sides, all from the same weights (``VisionTransformer.to_torchvision``), on the same
 float32 batch, each with AdamW and the same no-decay rule:
@@ -63,7 +64,8 @@ SIDES = ("torch", "fast", "fast_full", "textbook")
 GPU_SIDES = SIDES + ("fast_graph",)
 SIDE_LABELS = {"torch": "PyTorch eager", "fast": "cs_vit fast (CLS-only last block)",
                "fast_full": "cs_vit fast, full last block", "textbook": "cs_vit textbook",
-               "fast_graph": "cs_vit fast, CUDA graph (CLS-only last block)"}
+               "fast_graph": "cs_vit fast, CUDA graph (CLS-only last block)",
+               "torch_loop": "PyTorch eager, AdamW per-tensor loop (the 2026-11-26 setting)"}
 CLS_ONLY_SIDES = ("fast", "fast_graph")
 LR, WEIGHT_DECAY = 1e-3, 0.05
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
@@ -87,8 +89,12 @@ def set_torch_threads():
     return threads
 
 
-def torch_adamw(reference):
-    """torch AdamW, fused (else foreach), with cs_vit's rule: no decay for 1-D params, CLS, positions."""
+def torch_adamw(reference, loop=False):
+    """torch AdamW, fused (else foreach), with cs_vit's rule: no decay for 1-D params, CLS, positions.
+
+    ``loop=True``: torch's per-tensor loop (neither fused nor foreach), the setting of the
+    benchmark's 2026-11-26 table, for a row that reproduces that comparison.
+    """
     decay, no_decay = [], []
     for name, p in reference.named_parameters():
         if p.requires_grad:
@@ -96,6 +102,8 @@ def torch_adamw(reference):
             (no_decay if excluded else decay).append(p)
     groups = [{"params": decay, "weight_decay": WEIGHT_DECAY},
               {"params": no_decay, "weight_decay": 0.0}]
+    if loop:
+        return torch.optim.AdamW(groups, lr=LR, foreach=False, fused=False)
     try:
         return torch.optim.AdamW(groups, lr=LR, fused=True)
     except (RuntimeError, ValueError):
@@ -184,10 +192,10 @@ def cs_vit_side(side, config, batch, device, initial_state=None):
                 sync=device_sync(device, "cupy"), model=model)
 
 
-def torch_side(reference, config, batch, device):
-    """The same callables for a torchvision ViT."""
+def torch_side(reference, config, batch, device, loop=False):
+    """The same callables for a torchvision ViT (``loop``: AdamW's per-tensor loop)."""
     reference = reference.to(device).train()
-    optimizer = torch_adamw(reference)
+    optimizer = torch_adamw(reference, loop)
     images, labels = make_batch(batch, config)
     xt, yt = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
 
@@ -216,9 +224,11 @@ def make_sides(config, batch, device, names=SIDES):
     backend.seed(0)
     start = VisionTransformer(**config)
     sides = {name: cs_vit_side(name, config, batch, device, start.state_dict())
-             for name in names if name != "torch"}
-    if "torch" in names:
-        sides["torch"] = torch_side(start.to_torchvision(), config, batch, device)
+             for name in names if not name.startswith("torch")}
+    for name in ("torch", "torch_loop"):
+        if name in names:
+            sides[name] = torch_side(start.to_torchvision(), config, batch, device,
+                                     loop=name == "torch_loop")
     return sides
 
 
@@ -297,13 +307,14 @@ def probe_memory(side, kind, name, batch, device):
     config = CONFIGS[name]
     warm = np.ones((256, 256), np.float32)
     (warm @ warm, torch.ones(256, 256) @ torch.ones(256, 256))  # start both thread pools
-    hook = _cupy_peak_hook() if device == "cuda" and side != "torch" else None
+    on_torch = side.startswith("torch")
+    hook = _cupy_peak_hook() if device == "cuda" and not on_torch else None
     before = _reset_peak_resident_bytes() if device != "cuda" else 0
-    if side == "torch":
+    if on_torch:
         model = TorchvisionViT(config["image_size"], config["patch_size"], config["depth"],
                                config["num_heads"], config["embed_dim"], config["mlp_dim"],
                                num_classes=config["num_classes"])
-        runner = torch_side(model, config, batch, device)
+        runner = torch_side(model, config, batch, device, loop=side == "torch_loop")
     else:
         runner = cs_vit_side(side, config, batch, device)
     if kind == "infer":
@@ -312,7 +323,7 @@ def probe_memory(side, kind, name, batch, device):
         runner[kind]()
     runner["sync"]()
     if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() if side == "torch" else hook.peak
+        peak = torch.cuda.max_memory_allocated() if on_torch else hook.peak
     else:
         peak = _proc_status_bytes("VmHWM") - before
     print(json.dumps({"peak_bytes": peak}))
@@ -420,7 +431,8 @@ def run(args):
     rows, agreement = [], []
     for name in args.configs:
         config = CONFIGS[name]
-        names = GPU_SIDES if args.device == "cuda" else SIDES
+        names = (GPU_SIDES if args.device == "cuda" else SIDES) + (
+            ("torch_loop",) if args.with_torch_loop else ())
         sides = make_sides(config, args.batch, args.device, names)
         first_losses = {side: sides[side]["train"]() for side in names}
         train = rotate(sides, "train", args.rounds, args.steps)
@@ -439,7 +451,8 @@ def run(args):
 
 def agreement_line(name, sides, first_losses, args):
     from cs_vit import backend
-    logits = {side: backend.to_numpy(sides[side]["infer"]()) for side in sides if side != "torch"}
+    logits = {side: backend.to_numpy(sides[side]["infer"]()) for side in sides
+              if not side.startswith("torch")}
     torch_logits = sides["torch"]["infer"]().cpu().numpy()
     loss_diff = max(abs(first_losses[side] - first_losses["torch"]) for side in logits)
     logits_diff = max(float(np.max(np.abs(value - torch_logits))) for value in logits.values())
@@ -507,7 +520,8 @@ def run_both_malloc_settings(args):
     for setting in ("tuned", "untouched"):
         command = [sys.executable, __file__, "--malloc", setting, "--out", "-",
                    "--device", args.device, "--batch", str(args.batch), "--rounds",
-                   str(args.rounds), "--steps", str(args.steps), "--configs", *args.configs]
+                   str(args.rounds), "--steps", str(args.steps), "--configs", *args.configs,
+                   *(["--with-torch-loop"] if args.with_torch_loop else [])]
         env = dict(os.environ)
         if setting == "untouched":
             env[MALLOC_VAR] = "0"
@@ -528,6 +542,9 @@ def main():
     p.add_argument("--malloc", choices=("both", "tuned", "untouched"), default="both",
                    help="cs_vit's malloc setting for the timing process (see the docstring)")
     p.add_argument("--out", help="write the Markdown tables here (default bench/results_<device>.md)")
+    p.add_argument("--with-torch-loop", action="store_true",
+                   help="add a torch row whose AdamW loops over the tensors (the setting of the "
+                        "earlier, unequal comparison), to set old ratios beside new ones")
     p.add_argument("--probe", nargs=2, metavar=("SIDE", "KIND"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.probe:

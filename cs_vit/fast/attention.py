@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from cs_vit.backend import get_array_module, xp
+from cs_vit.backend import xp
 from cs_vit.checks import check_dout
 from cs_vit.fast import cuda_kernels
 from cs_vit.fast.cublas import matmul
@@ -70,7 +70,7 @@ def softmax_backward_keys_first(attn, dattn):
 
 def _one_gpu_kernel(*arrays):
     """Whether the keys-first softmax kernels apply: C-contiguous CuPy arrays."""
-    return all(get_array_module(a).__name__ != "numpy" and a.flags.c_contiguous for a in arrays)
+    return cuda_kernels.on_gpu(*arrays) and all(a.flags.c_contiguous for a in arrays)
 
 
 def qkv_gradients(dscores, dcontext, q, k, attn_dropped, out=(None, None, None)):

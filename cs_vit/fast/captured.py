@@ -40,10 +40,10 @@ LOG_CAPACITY = 256  # steps whose loss and gradient norm wait on the GPU before 
 class Replayed:
     """Work over fixed buffers that, on the GPU, is recorded as a CUDA graph and replayed.
 
-    A subclass writes ``_body()``, the work itself (GPU operations only, no waiting for
-    the GPU), and calls ``_run(prepare)``: ``prepare()`` fills the fixed buffers, then the
-    body runs: eagerly on NumPy, with ``capture=False`` and for the first WARMUP_STEPS
-    calls; recorded on the next; replayed from then on.
+    A subclass calls ``_run(prepare, body)``: ``prepare()`` fills the fixed buffers, then
+    ``body()``, the work itself (GPU operations only, no waiting for the GPU, the same
+    function every call), runs: eagerly on NumPy, with ``capture=False`` and for the first
+    WARMUP_STEPS calls; recorded on the next; replayed from then on.
     """
 
     def __init__(self, capture=True):
@@ -53,22 +53,22 @@ class Replayed:
         if self.on_gpu:
             cupy = backend._import_cupy()
             self.stream = cupy.cuda.Stream(non_blocking=True)
-            self.pool = cupy.cuda.MemoryPool()  # the graph's own: only _body allocates from it
+            self.pool = cupy.cuda.MemoryPool()  # the graph's own: only the body allocates from it
 
     @property
     def captured(self):
         """Whether the work now runs as a CUDA graph."""
         return self.graph is not None
 
-    def _run(self, prepare):
+    def _run(self, prepare, body):
         if not self.on_gpu:
             prepare()
-            self._body()
+            body()
         else:
-            self._run_on_gpu(prepare)
+            self._run_on_gpu(prepare, body)
         self.calls += 1
 
-    def _run_on_gpu(self, prepare):
+    def _run_on_gpu(self, prepare, body):
         cupy = backend._import_cupy()
         caller = cupy.cuda.get_current_stream()
         self.stream.wait_event(caller.record())  # the inputs were made on the caller's stream
@@ -76,16 +76,13 @@ class Replayed:
             prepare()  # any temporary it makes comes from the usual pool, never the graph's
         with cupy.cuda.using_allocator(self.pool.malloc), self.stream:
             if self.graph is None and self.capture and self.calls >= WARMUP_STEPS:
-                self.graph = _capture(self.stream, self._body)
+                self.graph = _capture(self.stream, body)
                 self.capture = self.graph is not None
             if self.graph is not None:
                 self.graph.launch(self.stream)
             else:
-                self._body()
+                body()
         caller.wait_event(self.stream.record())  # what the caller does next sees this work
-
-    def _body(self):
-        raise NotImplementedError
 
 
 class StaticTrainStep(Replayed):
@@ -124,7 +121,7 @@ class StaticTrainStep(Replayed):
             raise ValueError(f"this step was built for batches of images {self.images.shape} and "
                              f"labels {self.labels.shape}, got {images.shape} and {labels.shape}")
         self.optimizer.lr = lr
-        self._run(lambda: self._prepare(images, labels))
+        self._run(lambda: self._prepare(images, labels), self._body)
         self.pending += 1
 
     def _prepare(self, images, labels):
@@ -243,7 +240,7 @@ class StaticForward(Replayed):
         if images.shape != self.images.shape:
             raise ValueError(f"this forward pass was built for images {self.images.shape}, "
                              f"got {images.shape}")
-        self._run(lambda: self._copy_in(images))
+        self._run(lambda: self._copy_in(images), self._body)
         return self.logits
 
     def _copy_in(self, images):

@@ -16,7 +16,7 @@ import functools
 
 import numpy
 
-from cs_vit.backend import _import_cupy
+from cs_vit.backend import _import_cupy, get_array_module
 
 WARPS_PER_BLOCK = 8      # LayerNorm: rows per block of 32 x 8 threads
 THREADS_PER_BLOCK = 256  # one-thread-per-row kernels
@@ -28,6 +28,11 @@ def _raw_kernel(name, dtype):
     c_type = {"float32": "float", "float64": "double"}[dtype]
     source = f"typedef {c_type} T;\n" + _SOURCES[name]
     return _import_cupy().RawKernel(source, name)
+
+
+def on_gpu(*arrays):
+    """Whether every one of ``arrays`` is a CuPy array (the case these kernels serve)."""
+    return all(get_array_module(a).__name__ != "numpy" for a in arrays)
 
 
 def _blocks(count, per_block):

@@ -10,7 +10,7 @@ The tanh approximation and float64 NumPy arrays use the textbook code.
 """
 from __future__ import annotations
 
-from cs_vit.backend import get_array_module, xp
+from cs_vit.backend import xp
 from cs_vit.checks import check_dout, check_float_array
 from cs_vit.fast import cuda_kernels
 from cs_vit.fast.gelu_float32 import gelu_float32
@@ -23,9 +23,9 @@ def exact_gelu(x, derivative):
 
     For float32 NumPy arrays and CuPy arrays (see ``_is_faster``).
     """
-    if get_array_module(x).__name__ == "numpy":
-        return gelu_float32(x, derivative)
-    return cuda_kernels.gelu(x, derivative)
+    if cuda_kernels.on_gpu(x):
+        return cuda_kernels.gelu(x, derivative)
+    return gelu_float32(x, derivative)
 
 
 def gelu_forward(self, x):
@@ -53,8 +53,7 @@ def gelu_backward(self, dout):
 
 def _is_faster(layer, x):
     """Whether this tier has a faster path for ``x``: the exact GELU, float32 or on CuPy."""
-    on_numpy = get_array_module(x).__name__ == "numpy"
-    return layer.approximate == "none" and (x.dtype == xp.float32 or not on_numpy)
+    return layer.approximate == "none" and (x.dtype == xp.float32 or cuda_kernels.on_gpu(x))
 
 
 REPLACEMENTS = {GELU.forward: gelu_forward, GELU.backward: gelu_backward}

@@ -11,7 +11,7 @@ means are products with ``weight / D``. On the GPU each pass is one kernel
 """
 from __future__ import annotations
 
-from cs_vit.backend import get_array_module, xp
+from cs_vit.backend import xp
 from cs_vit.checks import check_dout
 from cs_vit.fast import cuda_kernels
 from cs_vit.fast.reductions import mean_last, sum_leading
@@ -85,7 +85,7 @@ def layernorm_backward(self, dout):
 
 def _kernels_apply(x, *others):
     """Whether the GPU kernels run: CuPy arrays, all of one dtype (the parameters')."""
-    return get_array_module(x).__name__ != "numpy" and all(a.dtype == x.dtype for a in others)
+    return cuda_kernels.on_gpu(x) and all(a.dtype == x.dtype for a in others)
 
 
 REPLACEMENTS = {LayerNorm.forward: layernorm_forward, LayerNorm.backward: layernorm_backward}

@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 
 from cs_vit.backend import get_array_module
+from cs_vit.fast.cuda_kernels import on_gpu
 
 
 def mean_last(x):
     """x.mean(axis=-1, keepdims=True): (..., D) -> (..., 1)."""
     D = x.shape[-1]
-    if _on_gpu(x):
+    if on_gpu(x):
         return x.mean(axis=-1, keepdims=True)
     return (x.reshape(-1, D) @ _constant_vector_like(x, D, 1.0 / D)).reshape(*x.shape[:-1], 1)
 
@@ -27,13 +28,9 @@ def sum_leading(x, out=None):
     """x summed over every axis but the last: (..., D) -> (D,), into ``out`` if given."""
     D = x.shape[-1]
     x2d = x.reshape(-1, D)
-    if _on_gpu(x):
+    if on_gpu(x):
         return x2d.sum(axis=0, out=out)
     return get_array_module(x).matmul(_constant_vector_like(x, x2d.shape[0], 1.0), x2d, out=out)
-
-
-def _on_gpu(x):
-    return get_array_module(x).__name__ != "numpy"
 
 
 def _constant_vector_like(like, length, value):

@@ -236,10 +236,12 @@ class ClassificationSolverViT:
             self._resume(folder)
         else:
             self._seed_epoch(self.epoch)
-        self._static_forward = None  # made again for this device at the first evaluation
+        graph = self.options["graph"]
         self.static_step = make_static_step(
             self.model, self.optimizer, self.batch_size, self.options["label_smoothing"],
-            self.options["grad_clip"]) if self.options["graph"] else None
+            self.options["grad_clip"]) if graph else None
+        self._static_forward = make_static_forward(
+            self.model, self.options["eval_batch_size"]) if graph else None
         held_out = self.test_data if self.val_data is None else self.val_data
         for epoch in range(self.epoch, self.num_epochs):
             self._train_epoch(epoch)
@@ -275,6 +277,10 @@ class ClassificationSolverViT:
             correct += batch_correct
             seen += len(y)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.optimizer.lr:.2e}")
+        self._record_training(losses, correct, seen)
+
+    def _record_training(self, losses, correct, seen):
+        """The epoch's mean training loss and accuracy (``correct`` of ``seen`` images)."""
         self.results["train_loss"].append(float(numpy.mean(losses)))
         self.results["train_acc@1"].append(int(correct) / seen)
 
@@ -297,8 +303,7 @@ class ClassificationSolverViT:
                 losses += new_losses
                 correct += new_correct
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{lr:.2e}")
-        self.results["train_loss"].append(float(numpy.mean(losses)))
-        self.results["train_acc@1"].append(correct / seen)
+        self._record_training(losses, correct, seen)
 
     def _record_logged_steps(self, losses, grad_norms, epoch):
         """Record the losses and gradient norms of the last len(losses) steps; stop on NaN/inf."""
@@ -383,11 +388,8 @@ class ClassificationSolverViT:
 
     def _forward(self, x):
         """The model's logits for a batch x, keeping nothing for backward."""
-        full = len(x) == self.options["eval_batch_size"]
-        if full and self.options["graph"] and self._static_forward is None:
-            self._static_forward = make_static_forward(self.model, len(x)) or False  # False: none
-        if full and self._static_forward:
-            return self._static_forward(x)  # on the GPU: one recorded graph per batch
+        if self._static_forward and len(x) == self.options["eval_batch_size"]:
+            return self._static_forward(x)  # on the GPU: one recorded graph per full batch
         with no_grad():  # evaluation keeps no caches for backward
             return self.model.forward(x)
 

@@ -33,6 +33,8 @@ both`` (the default) measures once with the setting on and once, in a new
 process, with it off; each table says which.
 
 Memory: each side runs 3 steps in a fresh process; torch's never imports cs_vit.
+An inference probe builds no optimizer on either side (torch's AdamW allocates its
+state at its first step, and cs_vit's sides make theirs at their first training step).
 On the CPU the figure is the peak resident memory minus the resident memory
 before the model was built (the same measure for both libraries); on the GPU it
 is the peak of bytes in use (torch's ``max_memory_allocated``, CuPy's allocations
@@ -148,7 +150,13 @@ def in_tier(side, function):
 
 
 def cs_vit_side(side, config, batch, device, initial_state=None):
-    """``train``, ``eval``, ``infer``, ``sync`` callables and the model of one cs_vit side."""
+    """``train``, ``eval``, ``infer``, ``sync`` callables and the model of one cs_vit side.
+
+    The optimizer (and the captured side's training step) is made by ``training()``,
+    which the first ``train()`` call runs: inference never builds one, as torch's AdamW
+    allocates nothing before its first step, so an inference-only memory probe holds no
+    optimizer state on either side. ``graphs()`` lists the captured side's replayed work.
+    """
     from cs_vit import backend
     from cs_vit.layers import no_grad, softmax_cross_entropy
     from cs_vit.models import VisionTransformer
@@ -160,11 +168,28 @@ def cs_vit_side(side, config, batch, device, initial_state=None):
     if initial_state is not None:
         model.load_state_dict(initial_state)
     model.to_active_backend()
-    optimizer = in_tier(side, lambda: make_optimizer("adamw", model, LR, WEIGHT_DECAY))()
     images, labels = make_batch(batch, config)
     x, y = backend.asarray(images), backend.asarray(labels)
+    made = {}
+
+    def training():
+        """(optimizer, captured step or None), made on first use."""
+        if "optimizer" not in made:
+            # The optimizer moves the parameters into flat buffers: a forward graph
+            # recorded before would read the old arrays, so it is dropped (and re-recorded).
+            made.pop("forward", None)
+            made["optimizer"] = make_optimizer("adamw", model, LR, WEIGHT_DECAY)
+            made["step"] = None
+            if side == "fast_graph":
+                from cs_vit.fast.captured import StaticTrainStep
+                made["step"] = StaticTrainStep(model, made["optimizer"], batch)
+        return made["optimizer"], made["step"]
 
     def train():
+        optimizer, step = training()
+        if step is not None:  # the same step, replayed as a graph; its loss fetched too
+            step(x, y, LR)
+            return float(step.loss)
         logits = model.forward(x)
         loss, dlogits = softmax_cross_entropy(logits, y)
         model.backward(dlogits, input_grad=False)
@@ -172,24 +197,20 @@ def cs_vit_side(side, config, batch, device, initial_state=None):
         return loss
 
     def infer():
+        if side == "fast_graph":  # the same pass, replayed as a graph
+            if "forward" not in made:
+                from cs_vit.fast.captured import StaticForward
+                made["forward"] = StaticForward(model, batch)
+            return made["forward"](x)
         with no_grad():
             return model.forward(x)
 
-    if side == "fast_graph":
-        from cs_vit.fast.captured import StaticForward, StaticTrainStep
-
-        step = in_tier(side, lambda: StaticTrainStep(model, optimizer, batch))()
-        forward = in_tier(side, lambda: StaticForward(model, batch))()
-
-        def train():  # noqa: F811 (the same step, replayed as a graph; its loss fetched too)
-            step(x, y, LR)
-            return float(step.loss)
-
-        def infer():  # noqa: F811 (the same pass, replayed as a graph)
-            return forward(x)
+    def graphs():
+        return [made[key] for key in ("forward", "step") if made.get(key) is not None]
 
     return dict(train=in_tier(side, train), eval=model.eval, infer=in_tier(side, infer),
-                sync=device_sync(device, "cupy"), model=model)
+                sync=device_sync(device, "cupy"), model=model, training=in_tier(side, training),
+                graphs=graphs)
 
 
 def torch_side(reference, config, batch, device, loop=False):
@@ -308,13 +329,11 @@ def probe_memory(side, kind, name, batch, device):
     warm = np.ones((256, 256), np.float32)
     (warm @ warm, torch.ones(256, 256) @ torch.ones(256, 256))  # start both thread pools
     on_torch = side.startswith("torch")
-    hook = _cupy_peak_hook() if device == "cuda" and not on_torch else None
+    hook = cupy_peak_hook() if device == "cuda" and not on_torch else None
     before = _reset_peak_resident_bytes() if device != "cuda" else 0
     if on_torch:
-        model = TorchvisionViT(config["image_size"], config["patch_size"], config["depth"],
-                               config["num_heads"], config["embed_dim"], config["mlp_dim"],
-                               num_classes=config["num_classes"])
-        runner = torch_side(model, config, batch, device, loop=side == "torch_loop")
+        runner = torch_side(torchvision_vit(config), config, batch, device,
+                            loop=side == "torch_loop")
     else:
         runner = cs_vit_side(side, config, batch, device)
     if kind == "infer":
@@ -329,7 +348,7 @@ def probe_memory(side, kind, name, batch, device):
     print(json.dumps({"peak_bytes": peak}))
 
 
-def _cupy_peak_hook():
+def cupy_peak_hook():
     """A CuPy memory hook, entered, counting the peak of bytes handed out by the pool."""
     from cupy.cuda import memory_hook
 
@@ -368,11 +387,26 @@ def _proc_status_bytes(field):
 
 
 def measure_memory(side, kind, name, batch, device):
-    command = [sys.executable, __file__, "--probe", side, kind, "--configs", name,
-               "--batch", str(batch), "--device", device]
+    arguments = ["--probe", side, kind, "--configs", name, "--batch", str(batch), "--device", device]
+    return run_probe(__file__, arguments, side)["peak_bytes"]
+
+
+def run_probe(script, arguments, side):
+    """Run ``script`` with ``arguments`` in a fresh process, in ``side``'s tier; return the JSON
+    its last line prints (RuntimeError with its error output if it fails)."""
     env = dict(os.environ, CS_VIT_FAST="0" if side == "textbook" else "1")
-    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_bytes"]
+    done = subprocess.run([sys.executable, script, *arguments], capture_output=True, text=True,
+                          env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(script).name} {' '.join(arguments)} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def torchvision_vit(config):
+    """torchvision's VisionTransformer for ``config`` (weights from torch's own init)."""
+    return TorchvisionViT(config["image_size"], config["patch_size"], config["depth"],
+                          config["num_heads"], config["embed_dim"], config["mlp_dim"],
+                          num_classes=config["num_classes"])
 
 
 # ---------------------------------------------------------------- report
@@ -408,6 +442,12 @@ def environment(device, threads):
         import cupy
         lines.append(f"- GPU: {torch.cuda.get_device_name()}; CuPy {cupy.__version__}, "
                      f"CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}")
+        lines.append("- memory: torch's figures and the fast tier's include a cuBLAS workspace "
+                     "taken from the library's pool (32 MiB each on Hopper; elsewhere torch's is about "
+                     "8 MiB, ours 4 MiB); "
+                     "the textbook tier's products go through CuPy's cuBLAS handle, whose "
+                     "workspace cuBLAS allocates itself, outside CuPy's pool and these figures; "
+                     "`bench/memory_breakdown.py` splits them stage by stage")
     return lines
 
 

@@ -7,7 +7,7 @@ is active, so the same line runs on the CPU (NumPy) and on the GPU (CuPy).
     >>> from cs_vit import backend
     >>> backend.use("numpy")           # the default
     >>> backend.set_default_dtype("float64")   # for gradient checks
-    >>> backend.seed(0)                # every random operation draws from backend.rng()
+    >>> backend.seed(0)                # seeds init (backend.host_rng()) and dropout (backend.rng())
 
 CuPy is optional: without it, or without a GPU, ``import cs_vit`` works and
 ``backend.use("cupy")`` raises a ``BackendUnavailableError`` that says why.
@@ -30,7 +30,8 @@ class _State:
     name = "numpy"
     module = numpy
     dtype = numpy.dtype(numpy.float32)
-    rng = numpy.random.default_rng(0)
+    rng = numpy.random.default_rng(0)  # the host's generator
+    device_rng, device_seed = None, 0  # CuPy's, made from device_seed when first asked for
 
 
 _state = _State()
@@ -131,11 +132,15 @@ def precision(dtype):
 
 
 def asarray(a, dtype=None):
-    """``a`` as an array of the active backend (floats in the default dtype)."""
-    arr = _state.module.asarray(a)
+    """``a`` as an array of the active backend (floats in the default dtype).
+
+    Host data is cast on the host, before any copy to the GPU.
+    """
+    arr = a if type(a).__module__.startswith("cupy") else numpy.asarray(a)
     if dtype is None and arr.dtype.kind == "f":
         dtype = _state.dtype
-    return arr if dtype is None else arr.astype(dtype, copy=False)
+    arr = arr if dtype is None else arr.astype(dtype, copy=False)
+    return _state.module.asarray(arr)
 
 
 def to_numpy(a):
@@ -146,13 +151,30 @@ def to_numpy(a):
 
 
 def seed(value: int) -> None:
-    """Seed the generator that every random operation (init, dropout) draws from."""
-    _state.rng = _state.module.random.default_rng(int(value))
+    """Seed the random generators: the host's, and the GPU's for what runs there.
+
+    Parameter initialisers draw on the host (:func:`host_rng`), so a model built right
+    after ``seed(value)`` has the same initial weights on every device. Dropout draws
+    from :func:`rng`: on NumPy that same host generator, on CuPy a GPU generator seeded
+    with ``value``, made when first asked for (its states take GPU memory, which a run
+    without dropout never spends). So dropout masks differ between the two devices.
+    """
+    _state.rng = numpy.random.default_rng(int(value))
+    _state.device_rng, _state.device_seed = None, int(value)
+
+
+def host_rng():
+    """The host's (NumPy's) random generator, which parameter initialisers draw from."""
+    return _state.rng
 
 
 def rng():
-    """The active backend's random generator."""
-    return _state.rng
+    """The active backend's random generator: NumPy's or CuPy's."""
+    if _state.name == "numpy":
+        return _state.rng
+    if _state.device_rng is None:
+        _state.device_rng = _state.module.random.default_rng(_state.device_seed)
+    return _state.device_rng
 
 
 def get_rng_state() -> str:

@@ -78,10 +78,16 @@ def positive_int(arg, value):
     return integer_at_least(arg, value, 1)
 
 
-def finite_non_negative(arg, value):
-    """``value`` as a finite float >= 0, or a ValueError/TypeError naming ``arg``."""
+def real_number(arg, value):
+    """``value`` as a float, or a TypeError naming ``arg`` if it is not a real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{arg} must be a number, got {value!r} ({_type_name(value)})")
+    return float(value)
+
+
+def finite_non_negative(arg, value):
+    """``value`` as a finite float >= 0, or a ValueError/TypeError naming ``arg``."""
+    real_number(arg, value)
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{arg} must be a finite number >= 0, got {value}")
     return float(value)

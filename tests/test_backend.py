@@ -6,6 +6,7 @@ import pytest
 
 import cs_vit
 from cs_vit import backend
+from cs_vit.models import VisionTransformer
 
 PACKAGE = pathlib.Path(cs_vit.__file__).parent
 ARRAY_CODE = ["layers", "models", "optim", "solvers"]
@@ -76,6 +77,40 @@ def test_seed_makes_random_draws_repeatable():
     first = backend.rng().random(4)
     backend.seed(3)
     np.testing.assert_array_equal(first, backend.rng().random(4))
+
+
+TINY_VIT = dict(image_size=8, patch_size=4, in_channels=3, num_classes=3, embed_dim=8, depth=1,
+                num_heads=2, mlp_dim=16)
+
+
+def test_initialisers_draw_from_the_host_generator_and_match_across_backends(monkeypatch):
+    backend.seed(4)
+    expected = VisionTransformer(**TINY_VIT).state_dict()
+    made = []
+
+    class FakeGpuRandom:  # stands in for cupy.random: records the generators it makes
+        @staticmethod
+        def default_rng(seed):
+            made.append(seed)
+            return np.random.default_rng(seed)
+
+    class FakeCupy:  # NumPy under CuPy's name, with that random module
+        __name__, random = "cupy", FakeGpuRandom
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+    fake_cupy = FakeCupy()
+    monkeypatch.setattr(backend._state, "name", "cupy")
+    monkeypatch.setattr(backend._state, "module", fake_cupy)
+    monkeypatch.setattr(backend._state, "device_rng", None)  # put back afterwards
+    backend.seed(4)
+    model = VisionTransformer(**TINY_VIT)
+    assert made == []  # building a model draws on the host only
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+    assert backend.rng() is backend.rng()  # the GPU generator: made once, when first asked for
+    assert made == [4]
 
 
 def test_rng_state_round_trips():

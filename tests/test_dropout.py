@@ -57,6 +57,12 @@ def test_dropout_rejects_p_outside_zero_one(p):
         Dropout(p)
 
 
+@pytest.mark.parametrize("p", ["0.1", None, True])
+def test_dropout_rejects_p_that_is_not_a_number(p):
+    with pytest.raises(TypeError, match=r"Dropout p .*must be a number, got"):
+        Dropout(p)
+
+
 @settings(max_examples=20, deadline=None)
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
        p=st.floats(0.0, 0.95), seed=st.integers(0, 2**16))

@@ -7,6 +7,7 @@ forward and backward, training and eval mode, inside and outside ``no_grad()``,
 float64 to 1e-10 and float32 to 1e-5 (relative to the largest value).
 """
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 from scipy.special import ndtr
 
 from cs_vit import backend, fast, tiers
+from cs_vit.fast.cublas import workspace_bytes
 from cs_vit.fast.flat import flatten_parameters, shared_buffer
 from cs_vit.fast.gelu_float32 import gelu_float32
 from cs_vit.fast.reductions import mean_last, sum_leading
@@ -24,7 +26,7 @@ from cs_vit.layers import (
     softmax_cross_entropy,
 )
 from cs_vit.models import VisionTransformer
-from cs_vit.optim import clip_grad_norm, make_optimizer
+from cs_vit.optim import AdamW, clip_grad_norm, make_optimizer
 from cs_vit.solvers import ClassificationSolverViT
 from tests.gradcheck import randomize_parameters
 
@@ -259,6 +261,56 @@ def test_fast_optimizer_lays_the_parameters_out_in_two_buffers():
     assert shared_buffer([grad for _, _, grad in params]) is optimizer.flat.grads
     for name, value, _ in params:
         np.testing.assert_array_equal(value, values[name])
+
+
+MID_VIT = dict(TINY, embed_dim=64, mlp_dim=128)
+
+
+def test_fast_optimizer_state_is_one_flat_buffer_per_state():
+    model = VisionTransformer(**MID_VIT)
+    with fast.enabled(True):
+        optimizer = make_optimizer("adamw", model, 0.01)
+    assert set(optimizer.flat_state) == {"exp_avg", "exp_avg_sq"}
+    for buffer, arrays in optimizer.state.items():
+        flat = optimizer.flat_state[buffer]
+        assert flat.shape == optimizer.flat.values.shape and not flat.any()
+        assert shared_buffer(list(arrays.values())) is flat
+        for name, value, _ in model.parameters():
+            assert arrays[name].shape == value.shape
+
+
+def test_fast_optimizer_makes_its_state_once_and_scratch_only_at_its_first_step():
+    model = VisionTransformer(**MID_VIT)
+    with fast.enabled(True):
+        tracemalloc.start()
+        try:
+            optimizer = make_optimizer("adamw", model, 0.01)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        # Two parameter-sized buffers (values, gradients) and one per state; no per-parameter
+        # state made first and thrown away, no scratch space before the first step.
+        assert peak < (2 + len(optimizer.buffers) + 0.5) * optimizer.flat.values.nbytes
+        assert optimizer.flat_scratch is None
+        optimizer.step()
+    assert set(optimizer.flat_scratch) == {"scratch", "denom"}
+
+
+def test_fast_optimizer_state_over_parameters_that_do_not_tile_a_buffer_is_per_parameter():
+    model = VisionTransformer(**TINY)
+    params = [(name, value, grad) for name, value, grad in model.parameters()][1::2]
+    with fast.enabled(True):
+        optimizer = AdamW(params, lr=0.01)
+    for arrays in optimizer.state.values():
+        assert shared_buffer(list(arrays.values())) is None
+        for name, value, _ in params:
+            assert arrays[name].shape == value.shape and not arrays[name].any()
+
+
+@pytest.mark.parametrize("capability, mib", [("75", 4), ("80", 4), ("89", 4), ("90", 32),
+                                              ("100", 32)])
+def test_cublas_workspace_is_cublas_recommended_size(capability, mib):
+    assert workspace_bytes(capability) == mib * 2**20
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 1e6, math.inf])

@@ -260,15 +260,21 @@ def test_device_copy_of_a_dataset_is_made_once_and_batches_equal_the_host_ones(d
     np.testing.assert_array_equal(backend.to_numpy(first[1]), host[1])
 
 
-def test_dropout_and_initialisers_draw_from_the_gpu_generator():
+def test_initialisers_draw_on_the_host_and_dropout_from_the_gpu_generator():
+    backend.use("numpy")
+    backend.seed(0)
+    on_cpu = VisionTransformer(**SMALL_VIT, dropout=0.5).state_dict()
     backend.use("cupy")
     backend.seed(0)
-    assert type(backend.rng()).__module__.startswith("cupy")
     model = VisionTransformer(**SMALL_VIT, dropout=0.5)  # uniform and truncated normal inits
     assert all(type(value).__module__.startswith("cupy") for _, value, _ in model.parameters())
+    for name, value in model.state_dict().items():  # the same weights as on the CPU
+        np.testing.assert_array_equal(value, on_cpu[name], err_msg=name)
+    assert backend._state.device_rng is None  # no GPU generator until something drops out
     dropout = Dropout(0.25)
     x = backend.xp.ones((200, 100), dtype=np.float32)
     out = dropout.forward(x)
+    assert type(backend._state.device_rng).__module__.startswith("cupy")  # made by dropout
     dropped = float((out == 0).mean())
     assert 0.2 < dropped < 0.3
     np.testing.assert_array_equal(backend.to_numpy(dropout.backward(x)), backend.to_numpy(out))

@@ -93,21 +93,44 @@ def _address(a):
 def flat_make_optimizer(name, model, lr, weight_decay=0.0, **options):
     """``make_optimizer``, after laying the model's parameters out in two flat buffers.
 
-    The optimizer's state arrays become views of flat state buffers too, so its
-    ``state_dict`` is the same as the textbook optimizer's.
+    The optimizer's state arrays are views of one flat buffer per state too
+    (:func:`flat_zero_state`), so its ``state_dict`` is the same as the textbook
+    optimizer's.
     """
     flat = flatten_parameters(model)
     optimizer = make_optimizer.reference(name, model, lr, weight_decay, **options)
     optimizer.flat = flat
-    optimizer.flat_state = {buffer: xp.zeros_like(flat.values) for buffer in optimizer.buffers}
-    optimizer.state = {buffer: flat.views(array) for buffer, array in optimizer.flat_state.items()}
-    if isinstance(optimizer, Adam):
-        # Scratch space for the update's temporaries, reused every step instead of reallocated.
-        optimizer.flat_state.update(scratch=xp.empty_like(flat.values),
-                                    denom=xp.empty_like(flat.values))
+    optimizer.flat_state = {buffer: shared_buffer(list(arrays.values()))
+                            for buffer, arrays in optimizer.state.items()}
+    if any(state is None for state in optimizer.flat_state.values()):
+        raise RuntimeError(f"{type(optimizer).__name__}'s state does not lie in one flat buffer "
+                           "per state; its _zero_state must lay the state out as the "
+                           "parameters are (flat_zero_state)")
+    optimizer.flat_scratch = None  # the block update's temporaries, made at its first step
     # The GPU's AdamW kernel decays where this flat 0/1 mask says (the CPU walks the params).
     optimizer.decay_mask = _decay_mask(optimizer) if backend.name() == "cupy" else None
     return optimizer
+
+
+def flat_zero_state(self):
+    """``Optimizer._zero_state``: for parameters that tile one buffer end to end, each
+    state is one zeroed buffer like it, handed out as views shaped like the parameters."""
+    values = [value for _, value, _ in self.params]
+    base = shared_buffer(values)
+    if base is None:
+        return Optimizer._zero_state.reference(self)
+    names = [name for name, _, _ in self.params]
+    return {buffer: dict(zip(names, _tiled_like(values, xp.zeros_like(base))))
+            for buffer in self.buffers}
+
+
+def _tiled_like(arrays, buffer):
+    """Views of the 1-D ``buffer`` shaped like ``arrays``, laid end to end as they are."""
+    views, offset = [], 0
+    for a in arrays:
+        views.append(buffer[offset:offset + a.size].reshape(a.shape))
+        offset += a.size
+    return views
 
 
 def _decay_mask(optimizer):
@@ -133,10 +156,22 @@ def flat_step(self):
         return None
     g = _decayed_flat_grad(self, flat)
     update = _adam_update if isinstance(self, Adam) else _sgd_update
+    arrays = {**self.flat_state, **_adam_scratch(self)}
     for block in row_blocks(g):
         update(self, flat.values[block], g[block],
-               {name: array[block] for name, array in self.flat_state.items()})
+               {name: array[block] for name, array in arrays.items()})
     return None
+
+
+def _adam_scratch(optimizer):
+    """Adam's two scratch buffers for the block update (made at its first step, then
+    kept); none for SGD."""
+    if not isinstance(optimizer, Adam):
+        return {}
+    if optimizer.flat_scratch is None:
+        optimizer.flat_scratch = {name: xp.empty_like(optimizer.flat.values)
+                                  for name in ("scratch", "denom")}
+    return optimizer.flat_scratch
 
 
 def adamw_step_numbers(optimizer):
@@ -204,5 +239,5 @@ def flat_clip_grad_norm(params, max_norm):
     return total_norm
 
 
-REPLACEMENTS = {make_optimizer: flat_make_optimizer, Optimizer.step: flat_step,
-                clip_grad_norm: flat_clip_grad_norm}
+REPLACEMENTS = {make_optimizer: flat_make_optimizer, Optimizer._zero_state: flat_zero_state,
+                Optimizer.step: flat_step, clip_grad_norm: flat_clip_grad_norm}

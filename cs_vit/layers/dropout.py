@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from cs_vit import backend
-from cs_vit.checks import check_dout, check_float_array
+from cs_vit.checks import check_dout, check_float_array, real_number
 from cs_vit.layers.base import Layer, keep
 
 
@@ -17,6 +17,7 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5):
         super().__init__()
+        p = real_number("Dropout p (the probability of dropping an element)", p)
         if not 0 <= p < 1:
             raise ValueError(
                 f"Dropout p is the probability of dropping an element and must lie "

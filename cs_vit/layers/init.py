@@ -1,4 +1,6 @@
-"""Parameter initialisers; all draw from ``backend.rng()`` in the default dtype."""
+"""Parameter initialisers: they draw on the host from ``backend.host_rng()`` (the same
+weights on every device for a seed) and return arrays of the active backend in the
+default dtype."""
 from __future__ import annotations
 
 from cs_vit import backend
@@ -7,17 +9,18 @@ from cs_vit.backend import xp
 
 def uniform(shape, bound):
     """U(-bound, bound) samples of ``shape``."""
-    return (backend.rng().uniform(-bound, bound, size=shape)).astype(backend.default_dtype())
+    return backend.asarray(backend.host_rng().uniform(-bound, bound, size=shape))
 
 
 def trunc_normal(shape, std=0.02, limit=2.0):
     """Normal(0, std) samples, redrawn until all lie within ``limit`` std (as timm's)."""
-    values = backend.rng().standard_normal(size=shape)
-    outside = xp.abs(values) > limit
-    while bool(outside.any()):
-        values[outside] = backend.rng().standard_normal(size=int(outside.sum()))
-        outside = xp.abs(values) > limit
-    return (values * std).astype(backend.default_dtype())
+    rng = backend.host_rng()
+    values = rng.standard_normal(size=shape)  # a NumPy array, so abs() rather than xp.abs
+    outside = abs(values) > limit
+    while outside.any():
+        values[outside] = rng.standard_normal(size=int(outside.sum()))
+        outside = abs(values) > limit
+    return backend.asarray(values * std)
 
 
 def zeros(shape):

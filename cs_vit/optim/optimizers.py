@@ -81,8 +81,7 @@ class Optimizer:
             raise TypeError(f"no_decay must be a callable (name, value) -> bool or None, got {no_decay!r}")
         self.decayed = [no_decay is None or not no_decay(name, value) for name, value, _ in self.params]
         self.step_count = 0
-        self.state = {buffer: {name: xp.zeros_like(value) for name, value, _ in self.params}
-                      for buffer in self.buffers}
+        self.state = self._zero_state()
 
     @property
     def lr(self):
@@ -91,6 +90,15 @@ class Optimizer:
     @lr.setter
     def lr(self, value):
         self._lr = finite_non_negative("lr", value)
+
+    @replaceable
+    def _zero_state(self):
+        """The state before the first step: ``{buffer: {param name: zeros shaped like it}}``.
+
+        (The fast tier replaces this method to lay each state out in one flat buffer.)
+        """
+        return {buffer: {name: xp.zeros_like(value) for name, value, _ in self.params}
+                for buffer in self.buffers}
 
     @replaceable
     def step(self):

@@ -232,7 +232,7 @@ def torch_side(reference, config, batch, device, loop=False):
             return reference(xt)
 
     return dict(train=train, eval=reference.eval, infer=infer, sync=device_sync(device, "torch"),
-                optimizer=optimizer)
+                optimizer=optimizer, model=reference)
 
 
 def make_sides(config, batch, device, names=SIDES):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cs_vit import backend, fast
-from cs_vit.fast import cuda_kernels
+from cs_vit.fast import cublas, cuda_kernels
 from cs_vit.fast.captured import StaticForward, StaticTrainStep
 from cs_vit.fast.cublas import matmul
 from cs_vit.layers import GELU, LayerNorm, no_grad, softmax_cross_entropy
@@ -92,6 +92,15 @@ def test_cublas_products_equal_cupy_matmul_on_every_layout_the_model_uses(dtype)
     narrower = xp.empty((48, 16), np.float32)  # float64 products into a float32 buffer: cast
     matmul(dout.T.astype(np.float64), x.astype(np.float64), out=narrower)
     assert_close(narrower, xp.matmul(dout.T, x).astype(np.float32), "out= of another dtype")
+
+
+def test_cublas_workspace_comes_from_the_default_pool_whatever_allocator_is_current():
+    import cupy
+    private = cupy.cuda.MemoryPool()  # as a graph's pool is current while its work warms up
+    with cupy.cuda.using_allocator(private.malloc):
+        library = cublas._Cublas()
+    assert private.used_bytes() == 0  # nothing of the library's lives in the graph's pool
+    assert library.workspace.mem.size >= library.workspace_bytes
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -107,7 +107,9 @@ class _Cublas:
         _check(self.lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
         self.handle = handle
         self.workspace_bytes = workspace_bytes(cupy.cuda.Device().compute_capability)
-        self.workspace = cupy.empty(self.workspace_bytes, dtype=cupy.uint8)
+        # From CuPy's default pool, whichever allocator is current at the first product (a
+        # CUDA graph's private pool while its work warms up): the workspace outlives any graph.
+        self.workspace = cupy.get_default_memory_pool().malloc(self.workspace_bytes)
         self.stream = None
         self.scalars = {}
         for dtype, name in (("float32", "cublasSgemmStridedBatched"),
@@ -121,7 +123,7 @@ class _Cublas:
             _check(self.lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream_ptr)),
                    "cublasSetStream")
             _check(self.lib.cublasSetWorkspace_v2(
-                self.handle, ctypes.c_void_p(self.workspace.data.ptr),
+                self.handle, ctypes.c_void_p(self.workspace.ptr),
                 ctypes.c_size_t(self.workspace_bytes)), "cublasSetWorkspace")
             self.stream = stream_ptr
 

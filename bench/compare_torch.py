@@ -442,11 +442,13 @@ def environment(device, threads):
         import cupy
         lines.append(f"- GPU: {torch.cuda.get_device_name()}; CuPy {cupy.__version__}, "
                      f"CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}")
+        from cs_vit.fast.cublas import workspace_bytes
+        ours = workspace_bytes(cupy.cuda.Device().compute_capability) / 2**20
         lines.append("- memory: torch's figures and the fast tier's include a cuBLAS workspace "
-                     "taken from the library's pool (32 MiB each on Hopper; elsewhere torch's is about "
-                     "8 MiB, ours 4 MiB); "
-                     "the textbook tier's products go through CuPy's cuBLAS handle, whose "
-                     "workspace cuBLAS allocates itself, outside CuPy's pool and these figures; "
+                     "taken from the library's pool (torch's: 32 MiB on Hopper, about 8 MiB "
+                     f"elsewhere; the fast tier's on this GPU: {ours:.0f} MiB); the textbook "
+                     "tier's products go through CuPy's cuBLAS handle, whose workspace cuBLAS "
+                     "allocates itself, outside CuPy's pool and these figures; "
                      "`bench/memory_breakdown.py` splits them stage by stage")
     return lines
 

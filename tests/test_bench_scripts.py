@@ -44,12 +44,15 @@ def test_every_cs_vit_side_trains_and_infers_without_an_optimizer_before_trainin
 def test_an_inference_probe_builds_no_optimizer_and_training_builds_one(bench):
     from cs_vit.fast.flat import shared_buffer
     runner = bench.cs_vit_side("fast", bench.CONFIGS["patch8"], 4, "cpu")
-    values = lambda: [value for _, value, _ in runner["model"].parameters()]  # noqa: E731
+
+    def parameter_buffer():
+        return shared_buffer([value for _, value, _ in runner["model"].parameters()])
+
     runner["eval"]()
     runner["infer"]()
-    assert shared_buffer(values()) is None  # no optimizer has flattened the parameters
+    assert parameter_buffer() is None  # no optimizer has flattened the parameters
     optimizer, step = runner["training"]()
-    assert shared_buffer(values()) is optimizer.flat.values and step is None
+    assert parameter_buffer() is optimizer.flat.values and step is None
     assert runner["training"]()[0] is optimizer  # made once
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 
-from cs_vit.backend import get_array_module
+import numpy
+
 from cs_vit.fast.cuda_kernels import on_gpu
 
 
@@ -30,22 +31,20 @@ def sum_leading(x, out=None):
     x2d = x.reshape(-1, D)
     if on_gpu(x):
         return x2d.sum(axis=0, out=out)
-    return get_array_module(x).matmul(_constant_vector_like(x, x2d.shape[0], 1.0), x2d, out=out)
+    return numpy.matmul(_constant_vector_like(x, x2d.shape[0], 1.0), x2d, out=out)
 
 
 def _constant_vector_like(like, length, value):
-    """A shared (length,) vector of ``value`` in ``like``'s array module and dtype.
+    """A shared, read-only (length,) NumPy vector of ``value`` in ``like``'s dtype.
 
-    Made once per (module, length, value, dtype) and kept, so never write to it
-    (NumPy's copy is read-only; CuPy has no such flag). On CuPy it lives on the GPU
-    that was current when it was made: cs_vit trains on one GPU.
+    Made once per (length, value, dtype) and kept. Only the CPU paths use it: on the GPU
+    the sums above are CuPy's reductions.
     """
-    return _constant_vector(get_array_module(like), length, float(value), like.dtype.str)
+    return _constant_vector(length, float(value), like.dtype.str)
 
 
 @functools.lru_cache(maxsize=64)
-def _constant_vector(module, length, value, dtype):
-    vector = module.full(length, value, dtype=dtype)
-    if hasattr(vector.flags, "writeable"):
-        vector.flags.writeable = False  # NumPy can protect it; CuPy arrays have no such flag
+def _constant_vector(length, value, dtype):
+    vector = numpy.full(length, value, dtype=dtype)
+    vector.flags.writeable = False
     return vector

@@ -2,8 +2,9 @@
 """The fast tier on a real GPU: its kernels and its whole model equal the textbook tier.
 
 Its cuBLAS products equal CuPy's on every layout the model uses; each fused kernel
-equals the textbook code it replaces (float64 to 1e-10, float32 to 1e-5, relative to
-the largest value); a step captured as a CUDA graph equals the uncaptured step.
+(inference's streamed attention included) equals the textbook code it replaces
+(float64 to 1e-10, float32 to 1e-5, relative to the largest value); a step captured
+as a CUDA graph equals the uncaptured step.
 Skipped on machines without CuPy and a CUDA GPU (CI has neither).
 """
 import numpy as np
@@ -13,7 +14,7 @@ from cs_vit import backend, fast
 from cs_vit.fast import cublas, cuda_kernels
 from cs_vit.fast.captured import StaticForward, StaticTrainStep
 from cs_vit.fast.cublas import matmul
-from cs_vit.layers import GELU, LayerNorm, no_grad, softmax_cross_entropy
+from cs_vit.layers import GELU, LayerNorm, MultiHeadAttention, no_grad, softmax_cross_entropy
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import clip_grad_norm, make_optimizer
 from cs_vit.optim.clipping import EPS
@@ -134,6 +135,38 @@ def test_softmax_kernels_over_the_keys_equal_the_formula(dtype):
     expected = attn * (dattn - (dattn * attn).sum(axis=0))
     assert_close(cuda_kernels.softmax_backward_keys_first(attn, dattn.copy()), expected,
                  "softmax backward")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("queries", ["all", "first"])
+def test_inference_attention_kernel_equals_the_textbook_attention(monkeypatch, dtype, queries):
+    """Inside no_grad() the fast attention stores no scores (one streamed kernel)."""
+    x = gpu_randn(0, 3, 7, 32, dtype=dtype) * 2
+    with backend.precision(dtype):
+        layer = MultiHeadAttention(32, 4).eval()
+    layer.to_active_backend()
+    args = (x,) if queries == "all" else (x[:, :1], x)  # the CLS-only last block's form
+    launches, kernel = [], cuda_kernels.attention_context
+    monkeypatch.setattr(cuda_kernels, "attention_context",
+                        lambda *arrays: launches.append(1) or kernel(*arrays))
+    results = []
+    for on in (True, False):
+        with fast.enabled(on), no_grad():
+            results.append(layer.forward(*args))
+    assert launches == [1]
+    assert_close(results[0], results[1], "attention output")
+
+
+def test_fast_vit_inference_on_the_gpu_equals_the_textbook_vit_on_numpy_in_float64(float64):
+    images = np.random.default_rng(0).standard_normal((3, 2, 8, 8))
+    model = VisionTransformer(**SMALL_VIT).eval()
+    with fast.enabled(False), no_grad():
+        host = model.forward(images)
+    backend.use("cupy")
+    model.to_active_backend()
+    with fast.enabled(True), no_grad():
+        device = backend.to_numpy(model.forward(backend.asarray(images)))
+    np.testing.assert_allclose(device, host, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -12,6 +12,11 @@ The same results as the textbook ``MultiHeadAttention`` (up to float rounding):
   (on NumPy; cuBLAS writes these interleaved layouts through a temporary and a copy).
 - On the GPU, each softmax and its backward is one kernel (``cuda_kernels``), and each
   product one cuBLAS call that a CUDA graph can capture (``cublas``).
+- Inference on the GPU (inside ``no_grad()``, no mask, no attention dropout) skips the
+  scores altogether: one kernel computes softmax(q k^T) v a query at a time, with a
+  running maximum (the online softmax of FlashAttention), so that the pass holds
+  neither the (N, num_heads, S, T) scores nor copies of q, k and v (nor does torch's
+  fused attention, which its inference takes).
 """
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ from cs_vit.fast import cuda_kernels
 from cs_vit.fast.cublas import matmul
 from cs_vit.fast.reductions import sum_leading
 from cs_vit.layers.attention import MultiHeadAttention, input_gradients, merge_heads, split_heads
-from cs_vit.layers.base import keep
+from cs_vit.layers.base import keep, keeping
+
+MAX_STREAMED_HEAD_DIM = 128  # the streamed kernel holds two head-sized rows in registers
 
 
 def keys_first_products(a, b):
@@ -114,15 +121,42 @@ def fused_qkv_backward(layer, dqkv):
     return matmul(dqkv, weight).reshape(N, T, D)
 
 
+def projected_heads(layer, query, key, value):
+    """q (scaled), k, v, each (N, num_heads, ., Dh), from the inputs (N, ., D)."""
+    if layer.inputs_given == 0:
+        return fused_qkv(layer, query)
+    q = split_heads(layer.q_proj(query), layer.num_heads) * layer.scale
+    k = split_heads(layer.k_proj(key), layer.num_heads)
+    v = split_heads(layer.v_proj(value), layer.num_heads)
+    return q, k, v
+
+
+def streams_scores(layer, query, key, blocked):
+    """Whether this forward pass takes the GPU kernel that stores no scores: inference
+    (nothing kept for backward, no attention dropout), no mask, at least one key."""
+    dropping = layer.training and layer.attn_drop.p > 0
+    return (cuda_kernels.on_gpu(query, key) and not keeping() and not dropping
+            and blocked is None and key.shape[1] > 0 and layer.head_dim <= MAX_STREAMED_HEAD_DIM)
+
+
+def streamed_context(layer, query, key, value):
+    """The attention's output before ``out_proj``, (N, S, D), in one kernel launch.
+
+    Only the context is made: no score matrix, and the projections are freed on return.
+    """
+    q, k, v = projected_heads(layer, query, key, value)
+    dtype = xp.result_type(q, k, v)
+    context = cuda_kernels.attention_context(*(a.astype(dtype, copy=False) for a in (q, k, v)))
+    return context.reshape(query.shape[0], query.shape[1], layer.embed_dim)
+
+
 def attention_forward(self, query, key=None, value=None, attn_mask=None):
     """Same contract as ``MultiHeadAttention.forward``."""
     key, value, blocked = self.take_inputs(query, key, value, attn_mask)
-    if self.inputs_given == 0:
-        q, k, v = fused_qkv(self, query)  # each (N, num_heads, T, Dh), q already scaled
-    else:
-        q = split_heads(self.q_proj(query), self.num_heads) * self.scale
-        k = split_heads(self.k_proj(key), self.num_heads)
-        v = split_heads(self.v_proj(value), self.num_heads)
+    if streams_scores(self, query, key, blocked):
+        self.attn_weights, self.cache = None, None  # as the textbook keeps under no_grad()
+        return self.out_proj(streamed_context(self, query, key, value))
+    q, k, v = projected_heads(self, query, key, value)  # q already scaled
     scores = keys_first_products(q, k)  # (T, N, num_heads, S)
     if blocked is not None:
         blocked = xp.broadcast_to(blocked, queries_first(scores).shape).transpose(3, 0, 1, 2)

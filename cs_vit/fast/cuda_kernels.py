@@ -5,10 +5,12 @@ On the GPU a small operation costs more to launch (~10 us of host time) than to
 run, so a layer's speed is its number of launches. Each kernel here computes one
 piece of the textbook maths whole: LayerNorm forward and backward (one warp per
 row), the softmax over the keys and its backward (one thread per query, keys
-first), GELU with its derivative, the loss and its gradient (one thread per
-row), the gradient norm, clipping, and the AdamW update of the flat parameter
-buffer. They run on CuPy arrays of float32 or float64 and are compiled on first
-use; ``tests/test_fast_gpu.py`` checks each against the textbook tier.
+first), attention without stored scores for inference (one thread per query),
+GELU with its derivative, the loss and its gradient (one thread per row), the
+gradient norm, clipping, and the AdamW update of the flat parameter buffer. They
+run on CuPy arrays of float32 or float64 and are compiled on first use;
+``tests/test_fast_gpu.py`` checks each against the textbook tier, and
+``tests/test_kernel_emulation.py`` runs the one-thread-per-item ones on the CPU.
 """
 from __future__ import annotations
 
@@ -23,11 +25,17 @@ THREADS_PER_BLOCK = 256  # one-thread-per-row kernels
 
 
 @functools.lru_cache(maxsize=None)
-def _raw_kernel(name, dtype):
-    """The RawKernel ``name`` of ``_SOURCES`` compiled for ``dtype`` (float32 or float64)."""
+def _raw_kernel(name, dtype, head_dim=None):
+    """The RawKernel ``name`` of ``_SOURCES`` compiled for ``dtype`` (float32 or float64),
+    and for kernels that keep a row of each head in registers, for ``head_dim``."""
+    return _import_cupy().RawKernel(kernel_source(name, dtype, head_dim), name)
+
+
+def kernel_source(name, dtype, head_dim=None):
+    """The CUDA source of kernel ``name`` for ``dtype``, as ``_raw_kernel`` compiles it."""
     c_type = {"float32": "float", "float64": "double"}[dtype]
-    source = f"typedef {c_type} T;\n" + _SOURCES[name]
-    return _import_cupy().RawKernel(source, name)
+    defines = "" if head_dim is None else f"#define HEAD_DIM {int(head_dim)}\n"
+    return f"typedef {c_type} T;\n{defines}" + _SOURCES[name]
 
 
 def on_gpu(*arrays):
@@ -117,6 +125,40 @@ extern "C" __global__ void softmax_backward_keys_first(const T* attn, T* dattn, 
     }
 }
 """,
+    "attention_context": r"""
+extern "C" __global__ void attention_context(const T* q, const T* k, const T* v, T* context,
+                                             long long count, int heads, long long queries,
+                                             long long keys, long long q_n, long long q_h,
+                                             long long q_s, long long k_n, long long k_h,
+                                             long long k_t, long long v_n, long long v_h,
+                                             long long v_t) {
+    /* One thread per (image, head, query): its row of softmax(q k^T) v, the keys read once
+       with a running maximum (the online softmax), so no score is ever stored. */
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    long long s = i % queries, h = (i / queries) % heads, n = i / (queries * heads);
+    const T* q_row = q + n * q_n + h * q_h + s * q_s;
+    const T* k_head = k + n * k_n + h * k_h;
+    const T* v_head = v + n * v_n + h * v_h;
+    T query[HEAD_DIM], sum[HEAD_DIM];
+    for (int d = 0; d < HEAD_DIM; ++d) { query[d] = q_row[d]; sum[d] = 0; }
+    T top = 0, total = 0;  /* the largest score so far; the sum of exp(score - top) */
+    for (long long t = 0; t < keys; ++t) {
+        const T* k_row = k_head + t * k_t;
+        const T* v_row = v_head + t * v_t;
+        T score = 0;
+        for (int d = 0; d < HEAD_DIM; ++d) score += query[d] * k_row[d];
+        if (t == 0) top = score;
+        T new_top = max(top, score);
+        T rescale = exp(top - new_top), weight = exp(score - new_top);
+        total = total * rescale + weight;
+        for (int d = 0; d < HEAD_DIM; ++d) sum[d] = sum[d] * rescale + weight * v_row[d];
+        top = new_top;
+    }
+    T* out = context + ((n * queries + s) * heads + h) * HEAD_DIM;
+    for (int d = 0; d < HEAD_DIM; ++d) out[d] = sum[d] / total;
+}
+""",
     "cross_entropy_rows": r"""
 extern "C" __global__ void cross_entropy_rows(const T* logits, const long long* labels,
                                               T* dlogits, T* row_loss, long long* row_correct,
@@ -197,16 +239,36 @@ def softmax_backward_keys_first(attn, dattn):
     return dattn
 
 
+def attention_context(q, k, v):
+    """softmax(q k^T) v for every image and head, in one pass that stores no scores.
+
+    q: (N, num_heads, S, Dh), already scaled; k, v: (N, num_heads, T, Dh), T >= 1; all of
+    one dtype, any strides (views of a fused projection included).
+    Returns the context (N, S, num_heads, Dh), laid out as out_proj reads it.
+    """
+    module = get_array_module(q, k, v)
+    N, heads, queries, head_dim = q.shape
+    q, k, v = (a if a.strides[-1] == a.itemsize else module.ascontiguousarray(a) for a in (q, k, v))
+    context = module.empty((N, queries, heads, head_dim), q.dtype)
+    count = N * heads * queries
+    steps = [numpy.int64(stride // a.itemsize) for a in (q, k, v) for stride in a.strides[:3]]
+    _raw_kernel("attention_context", q.dtype.name, head_dim)(
+        _blocks(count, THREADS_PER_BLOCK), (THREADS_PER_BLOCK,),
+        (q, k, v, context, numpy.int64(count), numpy.int32(heads), numpy.int64(queries),
+         numpy.int64(k.shape[2]), *steps))
+    return context
+
+
 def cross_entropy(logits, labels, label_smoothing):
     """(per-row loss (N,), per-row correct (N,) int64, dlogits (N, K)) of the mean loss.
 
     ``labels`` must be int64 on the GPU; the mean loss is ``row_loss.sum() / N``.
     """
-    cupy = _import_cupy()
+    module = get_array_module(logits)
     N, K = logits.shape
-    logits = cupy.ascontiguousarray(logits)
-    dlogits, row_loss = cupy.empty_like(logits), cupy.empty(N, logits.dtype)
-    row_correct = cupy.empty(N, cupy.int64)
+    logits = module.ascontiguousarray(logits)
+    dlogits, row_loss = module.empty_like(logits), module.empty(N, logits.dtype)
+    row_correct = module.empty(N, module.int64)
     _raw_kernel("cross_entropy_rows", logits.dtype.name)(
         _blocks(N, THREADS_PER_BLOCK), (THREADS_PER_BLOCK,),
         (logits, labels, dlogits, row_loss, row_correct, numpy.int32(N), numpy.int32(K),

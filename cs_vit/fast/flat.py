@@ -54,11 +54,13 @@ def flatten_parameters(model):
     for (name, _, _), value in zip(slots, arrays):
         spans[name] = (slice(offset, offset + value.size), value.shape)
         offset += value.size
-    flat = FlatParameters(xp.empty(offset, arrays[0].dtype), xp.empty(offset, arrays[0].dtype), spans)
+    dtype = arrays[0].dtype
+    flat = FlatParameters(xp.empty(offset, dtype), xp.zeros(offset, dtype), spans)
     values, grads = flat.views(flat.values), flat.views(flat.grads)
     for name, layer, key in slots:
         values[name][...] = layer.params[key]
-        grads[name][...] = layer.grads[key]
+        if key in layer.grads:  # a buffer made already (else it starts at zero)
+            grads[name][...] = layer.grads[key]
         layer.params[key] = values[name]
         dict.__setitem__(layer.grads, key, grads[name])
     return flat

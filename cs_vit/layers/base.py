@@ -46,17 +46,27 @@ def _is_array(value):
 
 
 class GradientDict(dict):
-    """``grads`` dictionary that writes into the existing gradient buffers.
+    """``grads`` dictionary of gradient buffers, each made when first needed.
 
-    Optimizers hold references to these buffers, so ``grads["weight"] = dw``
-    copies ``dw`` into the buffer instead of replacing it, and a gradient of
-    the wrong shape is reported where it is assigned.
+    As in PyTorch, where ``.grad`` stays None until a backward pass, a parameter
+    gets its zeroed buffer the first time it is read or written, so a model used
+    only for inference holds none. Optimizers hold references to these buffers,
+    so ``grads["weight"] = dw`` copies ``dw`` into the buffer instead of replacing
+    it, and a gradient of the wrong shape is reported where it is assigned.
     """
 
+    def __init__(self, params):
+        super().__init__()
+        self.params = params  # the layer's params dict: the buffers take their shapes
+
+    def __missing__(self, key):
+        if key not in self.params:
+            raise KeyError(key)
+        buffer = xp.zeros_like(self.params[key])
+        dict.__setitem__(self, key, buffer)
+        return buffer
+
     def __setitem__(self, key, value):
-        if key not in self:
-            super().__setitem__(key, value)
-            return
         buffer = self[key]
         if buffer.shape != value.shape:
             raise ValueError(
@@ -71,13 +81,12 @@ class Layer:
 
     def __init__(self):
         self.params = {}
-        self.grads = GradientDict()
+        self.grads = GradientDict(self.params)
         self.training = True
 
     def add_param(self, key, value):
-        """Register a learnable array and a zeroed gradient buffer of its shape."""
+        """Register a learnable array; ``grads[key]`` is made (zeroed) when first used."""
         self.params[key] = value
-        dict.__setitem__(self.grads, key, xp.zeros_like(value))
 
     def children(self):
         """(name, layer) pairs of the direct sub-layers, in definition order."""
@@ -118,14 +127,15 @@ class Layer:
         """Move every array of this layer and below onto the active backend (numpy/cupy).
 
         Call it after ``backend.use(...)`` and before creating an optimizer: the
-        parameter and gradient arrays are replaced by copies on the new device.
+        parameters are replaced by copies on the new device, and their gradient
+        buffers are dropped (new ones are made there when first used).
         """
         for attr, value in list(vars(self).items()):
             if _is_array(value):
                 setattr(self, attr, backend.asarray(value, dtype=value.dtype))
         for key, value in self.params.items():
             self.params[key] = backend.asarray(value, dtype=value.dtype)
-            dict.__setitem__(self.grads, key, xp.zeros_like(self.params[key]))
+            self.grads.pop(key, None)
         for _, child in self.children():
             child.to_active_backend()
         return self

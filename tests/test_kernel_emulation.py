@@ -4,8 +4,11 @@
 Each kernel's CUDA source, compiled as C++, must give the textbook formula's numbers:
 the streamed attention of inference, the softmax over the keys and its backward, the
 loss. With the kernels standing in for the GPU's, the fast attention layer must equal
-the textbook layer, in training and inside ``no_grad()``. Skipped without a C++ compiler.
+the textbook layer, in training and inside ``no_grad()``, where it must hold no array
+the size of the scores. Skipped without a C++ compiler.
 """
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -131,3 +134,21 @@ def test_fast_attention_with_its_gpu_kernels_equals_the_textbook_attention(
     assert launched == (["softmax_keys_first", "softmax_backward_keys_first"] if keeping
                         else ["attention_context"])
     assert (layer.attn_weights is None) == (not keeping)
+
+
+def test_inference_attention_on_the_gpu_path_holds_no_scores(kernels_on_the_cpu, monkeypatch):
+    """Inside no_grad() the GPU's path makes the q/k/v projection and the context, and no
+    array the size of the scores (N, num_heads, T, T) beside them (tracemalloc's peak)."""
+    N, T, D, heads = 8, 65, 128, 4
+    layer = MultiHeadAttention(D, heads).eval()
+    x = randn(0, N, T, D, dtype=np.float32)
+    monkeypatch.setattr(cuda_kernels, "on_gpu", lambda *arrays: True)
+    with fast.enabled(True), no_grad():
+        layer.forward(x)  # compiles the kernel before the measurement
+        tracemalloc.start()
+        out = layer.forward(x)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    qkv, context, scores = N * T * 3 * D * 4, N * T * D * 4, N * heads * T * T * 4
+    assert peak < qkv + context + scores // 2, (peak, qkv, context, scores)
+    assert out.shape == (N, T, D)

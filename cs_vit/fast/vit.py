@@ -58,9 +58,9 @@ def vit_forward(self, images):
         return VisionTransformer.forward.reference(self, images)
     check_float_array(images, "images", "VisionTransformer", "normalise uint8 pixels "
                       "first, with cs_vit.data.normalize(images, mean, std)")
-    tokens = self.patch_embed(images)
-    cls = xp.broadcast_to(self.params["cls_token"], (tokens.shape[0], 1, tokens.shape[2]))
-    x = self.pos_encoding(xp.concatenate([cls, tokens], axis=1))
+    x = self.patch_embed(images)  # (N, T, D); rebound below, so it is not held all the way
+    cls = xp.broadcast_to(self.params["cls_token"], (x.shape[0], 1, x.shape[2]))
+    x = self.pos_encoding(xp.concatenate([cls, x], axis=1))
     self.num_tokens = x.shape[1]
     for block in self.blocks[:-1]:
         x = block(x)

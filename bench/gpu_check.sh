@@ -4,9 +4,10 @@
 #   bench/gpu_check.sh [OUTPUT_DIR] [--extras]     (default: runs/gpu_check)
 # 1. tests/test_gpu.py, tests/test_fast_gpu.py: the CuPy backend against NumPy (the whole ViT
 #    forward and backward in float64, both tiers), gradient checks on the GPU, training,
-#    checkpoints, no copies per step, the fast tier's cuBLAS products and fused kernels, the
-#    captured training step and forward pass against the uncaptured ones (the static step's
-#    NumPy tests, tests/test_captured_step.py, run in CI);
+#    checkpoints, no copies per step, the fast tier's cuBLAS products and fused kernels
+#    (inference's streamed attention included), the captured training step and forward pass
+#    against the uncaptured ones (the static step's NumPy tests, tests/test_captured_step.py,
+#    and the kernels emulated on the CPU, tests/test_kernel_emulation.py, run in CI);
 # 2. bench/profile_step.py: where a GPU training step's time goes, cs_vit (step by step and
 #    captured) and torch: launches per step and the GPU's busy share;
 # 3. bench/memory_breakdown.py: bytes in use stage by stage (model, generator, workspace,

@@ -15,6 +15,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -40,6 +41,7 @@ extern "C" void emulation_set_thread(unsigned int block, unsigned int thread,
 
 _C_TYPES = {np.dtype(np.int64): ctypes.c_longlong, np.dtype(np.int32): ctypes.c_int,
             np.dtype(np.float64): ctypes.c_double, np.dtype(np.float32): ctypes.c_float}
+_SIGNATURE = r'extern "C" __global__ void {name}\(([^)]*)\)'
 
 
 def compiler():
@@ -47,27 +49,52 @@ def compiler():
     return shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 
 
-class EmulatedKernel:
-    """A compiled kernel: ``kernel(grid, block, args)`` runs each thread of the launch."""
+def parameter_types(source, name, dtype):
+    """[(is_pointer, numpy dtype)] of kernel ``name``'s parameters, read off its source."""
+    match = re.search(_SIGNATURE.format(name=name), source)
+    c_names = {"long long": np.int64, "int": np.int32, "double": np.float64, "T": dtype}
+    types = []
+    for parameter in match.group(1).split(","):
+        words = parameter.replace("const ", "").replace("*", " * ").split()[:-1]  # less the name
+        pointer = words[-1] == "*"
+        types.append((pointer, np.dtype(c_names[" ".join(words[:-1] if pointer else words)])))
+    return types
 
-    def __init__(self, library, name):
-        self.library, self.function = library, getattr(library, name)
+
+class EmulatedKernel:
+    """A compiled kernel: ``kernel(grid, block, args)`` runs each thread of the launch.
+
+    Each argument is checked against the kernel's signature as CUDA would read it: an array
+    for a pointer (of the pointed-to type), a NumPy scalar of the exact C type otherwise,
+    so a wrong width or a missing argument fails here instead of shifting the others.
+    """
+
+    def __init__(self, library, name, types):
+        self.library, self.name, self.types = library, name, types
+        self.function = getattr(library, name)
+        self.function.argtypes = [ctypes.c_void_p if pointer else _C_TYPES[dtype]
+                                  for pointer, dtype in types]
 
     def __call__(self, grid, block, args):
         if len(grid) != 1 or len(block) != 1:
             raise ValueError("only one-dimensional launches are emulated")
-        c_args = [_c_argument(arg) for arg in args]
+        if len(args) != len(self.types):
+            raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
+        values = [self._value(i, arg, *kind) for i, (arg, kind) in enumerate(zip(args, self.types))]
         for block_index in range(grid[0]):
             for thread in range(block[0]):
                 self.library.emulation_set_thread(block_index, thread, block[0])
-                self.function(*c_args)
+                self.function(*values)
 
-
-def _c_argument(arg):
-    """A kernel argument as C receives it: an array's data pointer, a scalar of its type."""
-    if isinstance(arg, np.ndarray):
-        return ctypes.c_void_p(arg.ctypes.data)
-    return _C_TYPES[np.asarray(arg).dtype](arg)
+    def _value(self, index, arg, pointer, dtype):
+        """What C receives for argument ``index``: an array's data pointer, or the scalar."""
+        given = np.asarray(arg).dtype
+        fits = isinstance(arg, np.ndarray) if pointer else isinstance(arg, np.generic)
+        if not fits or given != dtype:
+            kind = f"an array of {dtype}" if pointer else f"a NumPy {dtype} scalar"
+            raise TypeError(f"{self.name} argument {index} must be {kind}, "
+                            f"got {type(arg).__name__} of {given}")
+        return arg.ctypes.data if pointer else arg.item()
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,10 +106,10 @@ def emulated_kernel(name, dtype, head_dim=None):
     folder.mkdir(exist_ok=True)
     library = folder / f"{name}_{digest}.so"
     if not library.exists():
-        source_file = folder / f"{name}_{digest}.cpp"
+        source_file = folder / f"{name}_{digest}.{os.getpid()}.cpp"  # one per process
         source_file.write_text(source)
-        partial = folder / f"{name}_{digest}.{os.getpid()}.partial"
+        partial = source_file.with_suffix(".partial")
         command = [compiler(), "-O1", "-shared", "-fPIC", str(source_file), "-o", str(partial)]
         subprocess.run(command, check=True, capture_output=True, text=True)
         partial.replace(library)  # whole or absent, should tests run side by side
-    return EmulatedKernel(ctypes.CDLL(str(library)), name)
+    return EmulatedKernel(ctypes.CDLL(str(library)), name, parameter_types(source, name, dtype))

@@ -14,16 +14,15 @@ from cs_vit import backend, fast
 from cs_vit.fast import cublas, cuda_kernels
 from cs_vit.fast.captured import StaticForward, StaticTrainStep
 from cs_vit.fast.cublas import matmul
-from cs_vit.layers import GELU, LayerNorm, MultiHeadAttention, no_grad, softmax_cross_entropy
+from cs_vit.layers import GELU, LayerNorm, MultiHeadAttention, no_grad
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import clip_grad_norm, make_optimizer
 from cs_vit.optim.clipping import EPS
+from tests.kernel_checks import TOLERANCE, assert_close, check_loss_kernel, check_softmax_kernels
 from tests.test_gpu import (
     DIGIT_MODEL, SMALL_VIT, _gpu_available, adamw_on_both_backends, digit_solver, digits,
     run_model,
 )
-
-TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 
 pytestmark = pytest.mark.skipif(not _gpu_available(), reason="needs CuPy and a CUDA GPU")
 
@@ -51,14 +50,6 @@ def test_flat_adamw_on_the_gpu_equals_the_textbook_adamw_on_numpy(float64):
     host, device = adamw_on_both_backends(lambda: fast.enabled(True))
     for name in host:  # not 1e-12: see tests/test_gpu.py's AdamW test
         np.testing.assert_allclose(device[name], host[name], rtol=0, atol=1e-8, err_msg=name)
-
-
-def assert_close(value, reference, what):
-    value, reference = backend.to_numpy(value), backend.to_numpy(reference)
-    assert value.shape == reference.shape and value.dtype == reference.dtype, what
-    tol = TOLERANCE[reference.dtype] * max(1.0, float(np.max(np.abs(reference), initial=0.0)))
-    diff = float(np.max(np.abs(value - reference), initial=0.0))
-    assert diff <= tol, f"{what}: differs by {diff:.3g} > {tol:.3g}"
 
 
 def gpu_randn(seed, *shape, dtype=np.float64):
@@ -124,17 +115,9 @@ def test_layernorm_kernels_equal_the_textbook_layernorm(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_softmax_kernels_over_the_keys_equal_the_formula(dtype):
-    xp = backend.xp
-    scores = gpu_randn(0, 9, 4, 2, 7, dtype=dtype) * 40  # large: exp overflows without the max
-    dattn = gpu_randn(1, 9, 4, 2, 7, dtype=dtype)
-    shifted = xp.exp(scores - scores.max(axis=0))
-    attn = shifted / shifted.sum(axis=0)
-    got = cuda_kernels.softmax_keys_first(scores.copy())
-    assert bool(xp.isfinite(got).all())
-    assert_close(got, attn, "softmax")
-    expected = attn * (dattn - (dattn * attn).sum(axis=0))
-    assert_close(cuda_kernels.softmax_backward_keys_first(attn, dattn.copy()), expected,
-                 "softmax backward")
+    # large scores: exp overflows without the maximum
+    check_softmax_kernels(gpu_randn(0, 9, 4, 2, 7, dtype=dtype) * 40,
+                          gpu_randn(1, 9, 4, 2, 7, dtype=dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -184,13 +167,8 @@ def test_gelu_kernel_equals_the_textbook_gelu(dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_loss_kernel_equals_the_textbook_loss(dtype, smoothing):
-    logits = gpu_randn(0, 64, 10, dtype=dtype) * 4
     labels = backend.xp.asarray(np.random.default_rng(1).integers(0, 10, 64))
-    loss, dlogits = softmax_cross_entropy(logits, labels, smoothing)
-    row_loss, row_correct, kernel_dlogits = cuda_kernels.cross_entropy(logits, labels, smoothing)
-    assert float(row_loss.sum()) / 64 == pytest.approx(loss, rel=TOLERANCE[np.dtype(dtype)])
-    assert_close(kernel_dlogits, dlogits, "dlogits")
-    assert int(row_correct.sum()) == int((logits.argmax(axis=1) == labels).sum())
+    check_loss_kernel(gpu_randn(0, 64, 10, dtype=dtype) * 4, labels, smoothing)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

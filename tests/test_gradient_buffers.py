@@ -1,4 +1,7 @@
 """Gradient buffers: made when first used (as torch's ``.grad``), then kept and written into."""
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -31,8 +34,8 @@ def test_reading_a_gradient_makes_a_zeroed_buffer_of_its_parameters_shape_and_dt
     assert grad.shape == (4, 3) and grad.dtype == layer.params["weight"].dtype
     assert not grad.any()
     assert layer.grads["weight"] is grad  # made once, then kept
-    with pytest.raises(KeyError):
-        layer.grads["no_such_parameter"]
+    with pytest.raises(KeyError, match="no parameter 'weights'.*'weight', 'bias'"):
+        layer.grads["weights"]
     layer.to_active_backend()  # a parameter moved: its new buffer is made where it lives
     assert len(layer.grads) == 0
 
@@ -60,3 +63,14 @@ def test_an_optimizer_keeps_reading_the_buffers_that_backward_writes():
     weight = layer.params["weight"].copy()
     optimizer.step()
     np.testing.assert_allclose(layer.params["weight"], weight - 0.1 * held[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("duplicate", [pickle.loads, copy.deepcopy], ids=["pickle", "deepcopy"])
+def test_a_layer_with_gradient_buffers_survives_pickle_and_deepcopy(duplicate):
+    layer = Linear(3, 4)
+    layer.grads["weight"] = np.full((4, 3), 2.0, np.float32)
+    twin = duplicate(pickle.dumps(layer)) if duplicate is pickle.loads else duplicate(layer)
+    np.testing.assert_array_equal(twin.grads["weight"], layer.grads["weight"])
+    assert twin.grads["weight"] is not layer.grads["weight"]
+    assert "bias" not in twin.grads  # still made when first used, from the twin's bias
+    assert twin.grads["bias"].shape == (4,) and not twin.grads["bias"].any()

@@ -14,13 +14,11 @@ import pytest
 
 from cs_vit import backend, fast
 from cs_vit.fast import cuda_kernels
-from cs_vit.layers import MultiHeadAttention, no_grad, softmax_cross_entropy
+from cs_vit.layers import MultiHeadAttention, no_grad
+from tests.kernel_checks import assert_close, check_loss_kernel, check_softmax_kernels
 from tests.kernel_emulation import compiler, emulated_kernel
 
 pytestmark = pytest.mark.skipif(compiler() is None, reason="needs a C++ compiler")
-
-TOLERANCE = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
-
 
 @pytest.fixture
 def kernels_on_the_cpu(monkeypatch):
@@ -30,13 +28,6 @@ def kernels_on_the_cpu(monkeypatch):
 
 def randn(seed, *shape, dtype=np.float64):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def assert_close(value, reference, what):
-    assert value.shape == reference.shape and value.dtype == reference.dtype, what
-    tol = TOLERANCE[reference.dtype] * max(1.0, float(np.max(np.abs(reference), initial=0.0)))
-    diff = float(np.max(np.abs(value - reference), initial=0.0))
-    assert diff <= tol, f"{what}: differs by {diff:.3g} > {tol:.3g}"
 
 
 def attention_formula(q, k, v):
@@ -65,6 +56,26 @@ def test_streamed_attention_kernel_with_fewer_queries_than_keys(kernels_on_the_c
     assert_close(context, attention_formula(q, k, v).astype(dtype), "context")
 
 
+def test_streamed_attention_kernel_reads_q_k_v_each_in_its_own_layout(kernels_on_the_cpu):
+    q = randn(0, 2, 3, 5, 16)[..., ::2]  # every other feature: a strided last axis
+    k = randn(1, 2, 3, 7, 8)  # contiguous
+    v = randn(2, 2, 7, 3, 8).transpose(0, 2, 1, 3)  # split heads: tokens outermost
+    assert_close(cuda_kernels.attention_context(q, k, v), attention_formula(q, k, v), "context")
+
+
+def test_streamed_attention_kernel_on_an_empty_batch_launches_nothing(kernels_on_the_cpu):
+    empty = np.zeros((0, 2, 5, 8))
+    assert cuda_kernels.attention_context(empty, empty, empty).shape == (0, 5, 2, 8)
+
+
+def test_streamed_attention_kernel_refuses_mismatched_keys_and_values(kernels_on_the_cpu):
+    q, k = randn(0, 2, 3, 5, 8), randn(1, 2, 3, 7, 8)
+    with pytest.raises(ValueError, match="k and v of shape"):
+        cuda_kernels.attention_context(q, k, k[:, :, :6])
+    with pytest.raises(TypeError, match="one dtype"):
+        cuda_kernels.attention_context(q, k, k.astype(np.float32))
+
+
 @pytest.mark.parametrize("scores", [(-1e4, 0, 1e4), (-1e4, -9999, -9998)],
                          ids=["rising", "all-below-exp-range"])
 def test_streamed_attention_kernel_survives_scores_far_beyond_exp_range(kernels_on_the_cpu,
@@ -80,25 +91,25 @@ def test_streamed_attention_kernel_survives_scores_far_beyond_exp_range(kernels_
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_softmax_kernels_over_the_keys_equal_the_formula(kernels_on_the_cpu, dtype):
-    scores = randn(0, 9, 4, 2, 7, dtype=dtype) * 40  # large: exp overflows without the max
-    dattn = randn(1, 9, 4, 2, 7, dtype=dtype)
-    shifted = np.exp(scores - scores.max(axis=0))
-    attn = shifted / shifted.sum(axis=0)
-    assert_close(cuda_kernels.softmax_keys_first(scores.copy()), attn, "softmax")
-    expected = attn * (dattn - (dattn * attn).sum(axis=0))
-    assert_close(cuda_kernels.softmax_backward_keys_first(attn, dattn.copy()), expected,
-                 "softmax backward")
+    # large scores: exp overflows without the maximum
+    check_softmax_kernels(randn(0, 9, 4, 2, 7, dtype=dtype) * 40, randn(1, 9, 4, 2, 7, dtype=dtype))
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_loss_kernel_equals_the_textbook_loss(kernels_on_the_cpu, smoothing):
-    logits = randn(0, 37, 10) * 4
-    labels = np.random.default_rng(1).integers(0, 10, 37)
-    loss, dlogits = softmax_cross_entropy(logits, labels, smoothing)
-    row_loss, row_correct, kernel_dlogits = cuda_kernels.cross_entropy(logits, labels, smoothing)
-    assert row_loss.sum() / 37 == pytest.approx(loss, rel=1e-12)
-    assert_close(kernel_dlogits, dlogits, "dlogits")
-    assert row_correct.sum() == (logits.argmax(axis=1) == labels).sum()
+    check_loss_kernel(randn(0, 37, 10) * 4, np.random.default_rng(1).integers(0, 10, 37), smoothing)
+
+
+def test_an_emulated_kernel_refuses_an_argument_of_another_c_type(kernels_on_the_cpu):
+    """On the GPU a wrong width would shift every later argument; here it is refused."""
+    scores = randn(0, 3, 4, dtype=np.float32)
+    kernel = emulated_kernel("softmax_keys_first", "float32")
+    with pytest.raises(TypeError, match="argument 1 must be a NumPy int64 scalar"):
+        kernel((1,), (4,), (scores, np.int32(3), np.int64(4)))
+    with pytest.raises(TypeError, match="takes 3 arguments, got 2"):
+        kernel((1,), (4,), (scores, np.int64(3)))
+    with pytest.raises(TypeError, match="argument 0 must be an array of float32"):
+        kernel((1,), (4,), (scores.astype(np.float64), np.int64(3), np.int64(4)))
 
 
 def run_attention(layer, args, dout, keeping):
@@ -111,10 +122,21 @@ def run_attention(layer, args, dout, keeping):
     return (out, *(grads if isinstance(grads, tuple) else (grads,)))
 
 
+@pytest.fixture
+def gpu_code_path(monkeypatch):
+    """The fast tier takes its GPU paths on NumPy arrays, launching the emulated kernels;
+    yields the names of the kernels launched."""
+    launched = []
+    monkeypatch.setattr(cuda_kernels, "on_gpu", lambda *arrays: True)
+    monkeypatch.setattr(cuda_kernels, "_raw_kernel",
+                        lambda name, *key: launched.append(name) or emulated_kernel(name, *key))
+    return launched
+
+
 @pytest.mark.parametrize("keeping", [True, False], ids=["training", "no_grad"])
 @pytest.mark.parametrize("queries", ["all", "first"])
 def test_fast_attention_with_its_gpu_kernels_equals_the_textbook_attention(
-        kernels_on_the_cpu, monkeypatch, keeping, queries):
+        gpu_code_path, keeping, queries):
     """The GPU's code path (softmax kernels; inference's streamed kernel) on the CPU."""
     with backend.precision(np.float64):  # float32 weights would round q's fused scaling
         layer = MultiHeadAttention(16, 2).eval()
@@ -123,26 +145,36 @@ def test_fast_attention_with_its_gpu_kernels_equals_the_textbook_attention(
     dout = randn(1, 3, 6 if queries == "all" else 1, 16)
     with fast.enabled(False):
         expected = run_attention(layer, args, dout, keeping)
-    launched = []
-    monkeypatch.setattr(cuda_kernels, "on_gpu", lambda *arrays: True)
-    monkeypatch.setattr(cuda_kernels, "_raw_kernel",
-                        lambda name, *key: launched.append(name) or emulated_kernel(name, *key))
     with fast.enabled(True):
         got = run_attention(layer, args, dout, keeping)
     for i, (value, reference) in enumerate(zip(got, expected)):
         assert_close(value, reference, f"output {i}")
-    assert launched == (["softmax_keys_first", "softmax_backward_keys_first"] if keeping
-                        else ["attention_context"])
+    assert gpu_code_path == (["softmax_keys_first", "softmax_backward_keys_first"] if keeping
+                             else ["attention_context"])
     assert (layer.attn_weights is None) == (not keeping)
 
 
-def test_inference_attention_on_the_gpu_path_holds_no_scores(kernels_on_the_cpu, monkeypatch):
+def test_no_grad_in_training_mode_keeps_the_attention_dropout(gpu_code_path):
+    """The streamed kernel drops nothing, so training mode with attention dropout takes the
+    other path, and draws the textbook layer's mask from the same random numbers."""
+    with backend.precision(np.float64):
+        layer = MultiHeadAttention(16, 2, dropout=0.5).train()
+    x = randn(0, 3, 6, 16)
+    results = []
+    for on in (False, True):
+        backend.seed(0)
+        with fast.enabled(on), no_grad():
+            results.append(layer.forward(x))
+    assert gpu_code_path == ["softmax_keys_first"]
+    assert_close(results[1], results[0], "output")
+
+
+def test_inference_attention_on_the_gpu_path_holds_no_scores(gpu_code_path):
     """Inside no_grad() the GPU's path makes the q/k/v projection and the context, and no
     array the size of the scores (N, num_heads, T, T) beside them (tracemalloc's peak)."""
     N, T, D, heads = 8, 65, 128, 4
     layer = MultiHeadAttention(D, heads).eval()
     x = randn(0, N, T, D, dtype=np.float32)
-    monkeypatch.setattr(cuda_kernels, "on_gpu", lambda *arrays: True)
     with fast.enabled(True), no_grad():
         layer.forward(x)  # compiles the kernel before the measurement
         tracemalloc.start()
@@ -151,4 +183,4 @@ def test_inference_attention_on_the_gpu_path_holds_no_scores(kernels_on_the_cpu,
         tracemalloc.stop()
     qkv, context, scores = N * T * 3 * D * 4, N * T * D * 4, N * heads * T * T * 4
     assert peak < qkv + context + scores // 2, (peak, qkv, context, scores)
-    assert out.shape == (N, T, D)
+    assert out.shape == (N, T, D) and gpu_code_path == ["attention_context"] * 2

@@ -30,7 +30,9 @@ from cs_vit.fast.reductions import sum_leading
 from cs_vit.layers.attention import MultiHeadAttention, input_gradients, merge_heads, split_heads
 from cs_vit.layers.base import keep, keeping
 
-MAX_STREAMED_HEAD_DIM = 128  # the streamed kernel holds two head-sized rows in registers
+# The streamed kernel keeps two head-sized rows per thread: in registers for float32 up to
+# 64, partly spilled to (cached) local memory beyond; correct either way.
+MAX_STREAMED_HEAD_DIM = 128
 
 
 def keys_first_products(a, b):
@@ -131,9 +133,10 @@ def projected_heads(layer, query, key, value):
     return q, k, v
 
 
-def streams_scores(layer, query, key, blocked):
+def uses_streamed_attention(layer, query, key, blocked):
     """Whether this forward pass takes the GPU kernel that stores no scores: inference
-    (nothing kept for backward, no attention dropout), no mask, at least one key."""
+    (nothing kept for backward, no attention dropout), no mask, at least one key, and
+    heads of at most MAX_STREAMED_HEAD_DIM features."""
     dropping = layer.training and layer.attn_drop.p > 0
     return (cuda_kernels.on_gpu(query, key) and not keeping() and not dropping
             and blocked is None and key.shape[1] > 0 and layer.head_dim <= MAX_STREAMED_HEAD_DIM)
@@ -153,7 +156,7 @@ def streamed_context(layer, query, key, value):
 def attention_forward(self, query, key=None, value=None, attn_mask=None):
     """Same contract as ``MultiHeadAttention.forward``."""
     key, value, blocked = self.take_inputs(query, key, value, attn_mask)
-    if streams_scores(self, query, key, blocked):
+    if uses_streamed_attention(self, query, key, blocked):
         self.attn_weights, self.cache = None, None  # as the textbook keeps under no_grad()
         return self.out_proj(streamed_context(self, query, key, value))
     q, k, v = projected_heads(self, query, key, value)  # q already scaled

@@ -127,23 +127,24 @@ extern "C" __global__ void softmax_backward_keys_first(const T* attn, T* dattn, 
 """,
     "attention_context": r"""
 extern "C" __global__ void attention_context(const T* q, const T* k, const T* v, T* context,
-                                             long long count, int heads, long long queries,
-                                             long long keys, long long q_n, long long q_h,
+                                             long long threads, int num_heads, long long S,
+                                             long long T_keys, long long q_n, long long q_h,
                                              long long q_s, long long k_n, long long k_h,
                                              long long k_t, long long v_n, long long v_h,
                                              long long v_t) {
     /* One thread per (image, head, query): its row of softmax(q k^T) v, the keys read once
-       with a running maximum (the online softmax), so no score is ever stored. */
+       with a running maximum (the online softmax), so no score is ever stored. Strides are
+       in elements; context is (N, S, num_heads, HEAD_DIM), contiguous. */
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= count) return;
-    long long s = i % queries, h = (i / queries) % heads, n = i / (queries * heads);
+    if (i >= threads) return;
+    long long s = i % S, h = (i / S) % num_heads, n = i / (S * num_heads);
     const T* q_row = q + n * q_n + h * q_h + s * q_s;
     const T* k_head = k + n * k_n + h * k_h;
     const T* v_head = v + n * v_n + h * v_h;
     T query[HEAD_DIM], sum[HEAD_DIM];
     for (int d = 0; d < HEAD_DIM; ++d) { query[d] = q_row[d]; sum[d] = 0; }
     T top = 0, total = 0;  /* the largest score so far; the sum of exp(score - top) */
-    for (long long t = 0; t < keys; ++t) {
+    for (long long t = 0; t < T_keys; ++t) {
         const T* k_row = k_head + t * k_t;
         const T* v_row = v_head + t * v_t;
         T score = 0;
@@ -155,7 +156,7 @@ extern "C" __global__ void attention_context(const T* q, const T* k, const T* v,
         for (int d = 0; d < HEAD_DIM; ++d) sum[d] = sum[d] * rescale + weight * v_row[d];
         top = new_top;
     }
-    T* out = context + ((n * queries + s) * heads + h) * HEAD_DIM;
+    T* out = context + ((n * S + s) * num_heads + h) * HEAD_DIM;
     for (int d = 0; d < HEAD_DIM; ++d) out[d] = sum[d] / total;
 }
 """,
@@ -247,15 +248,23 @@ def attention_context(q, k, v):
     Returns the context (N, S, num_heads, Dh), laid out as out_proj reads it.
     """
     module = get_array_module(q, k, v)
-    N, heads, queries, head_dim = q.shape
+    N, num_heads, S, head_dim = q.shape
+    T = k.shape[2]
+    if k.shape != (N, num_heads, T, head_dim) or v.shape != k.shape or T == 0:
+        raise ValueError(f"attention_context needs k and v of shape (N, num_heads, T >= 1, Dh) "
+                         f"matching q {q.shape}; got k {k.shape}, v {v.shape}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"attention_context needs one dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
     q, k, v = (a if a.strides[-1] == a.itemsize else module.ascontiguousarray(a) for a in (q, k, v))
-    context = module.empty((N, queries, heads, head_dim), q.dtype)
-    count = N * heads * queries
-    steps = [numpy.int64(stride // a.itemsize) for a in (q, k, v) for stride in a.strides[:3]]
+    context = module.empty((N, S, num_heads, head_dim), q.dtype)
+    threads = N * num_heads * S
+    if threads == 0:
+        return context  # CUDA refuses a launch of no blocks
+    strides = [numpy.int64(step // a.itemsize) for a in (q, k, v) for step in a.strides[:3]]
     _raw_kernel("attention_context", q.dtype.name, head_dim)(
-        _blocks(count, THREADS_PER_BLOCK), (THREADS_PER_BLOCK,),
-        (q, k, v, context, numpy.int64(count), numpy.int32(heads), numpy.int64(queries),
-         numpy.int64(k.shape[2]), *steps))
+        _blocks(threads, THREADS_PER_BLOCK), (THREADS_PER_BLOCK,),
+        (q, k, v, context, numpy.int64(threads), numpy.int32(num_heads), numpy.int64(S),
+         numpy.int64(T), *strides))
     return context
 
 

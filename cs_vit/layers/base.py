@@ -57,14 +57,19 @@ class GradientDict(dict):
 
     def __init__(self, params):
         super().__init__()
-        self.params = params  # the layer's params dict: the buffers take their shapes
+        self._params = params  # the layer's params dict: the buffers take their shapes
 
     def __missing__(self, key):
-        if key not in self.params:
-            raise KeyError(key)
-        buffer = xp.zeros_like(self.params[key])
+        if key not in self._params:
+            raise KeyError(f"no parameter {key!r} to hold a gradient; gradients take the keys "
+                           f"of params: {', '.join(map(repr, self._params)) or 'none'}")
+        buffer = xp.zeros_like(self._params[key])
         dict.__setitem__(self, key, buffer)
         return buffer
+
+    def __reduce__(self):
+        """For pickle and copy: rebuilt around the same params, then its buffers copied in."""
+        return GradientDict, (self._params,), None, None, iter(self.items())
 
     def __setitem__(self, key, value):
         buffer = self[key]

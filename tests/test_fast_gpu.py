@@ -18,7 +18,9 @@ from cs_vit.layers import GELU, LayerNorm, MultiHeadAttention, no_grad
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import clip_grad_norm, make_optimizer
 from cs_vit.optim.clipping import EPS
-from tests.kernel_checks import TOLERANCE, assert_close, check_loss_kernel, check_softmax_kernels
+from tests.fast_checks import (
+    TOLERANCE, assert_close, check_loss_kernel, check_softmax_kernels, randn,
+)
 from tests.test_gpu import (
     DIGIT_MODEL, SMALL_VIT, _gpu_available, adamw_on_both_backends, digit_solver, digits,
     run_model,
@@ -54,7 +56,7 @@ def test_flat_adamw_on_the_gpu_equals_the_textbook_adamw_on_numpy(float64):
 
 def gpu_randn(seed, *shape, dtype=np.float64):
     backend.use("cupy")
-    return backend.xp.asarray(np.random.default_rng(seed).standard_normal(shape).astype(dtype))
+    return backend.xp.asarray(randn(seed, *shape, dtype=dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -28,27 +28,12 @@ from cs_vit.layers import (
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import AdamW, clip_grad_norm, make_optimizer
 from cs_vit.solvers import ClassificationSolverViT
+from tests.fast_checks import assert_close, randn
 from tests.gradcheck import randomize_parameters
 
-TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 TINY = dict(image_size=8, patch_size=4, in_channels=3, num_classes=5, embed_dim=8, depth=2,
             num_heads=2, mlp_dim=16)
 SMALL_SHAPES = settings(max_examples=15, deadline=None)
-
-
-def randn(seed, *shape, dtype=np.float64):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def assert_same(fast_value, reference_value, what):
-    """Equal within the dtype's tolerance, relative to the largest reference value."""
-    fast_value, reference_value = np.asarray(fast_value), np.asarray(reference_value)
-    assert fast_value.shape == reference_value.shape, (what, fast_value.shape, reference_value.shape)
-    assert fast_value.dtype == reference_value.dtype, (what, fast_value.dtype, reference_value.dtype)
-    tol = TOLERANCE[reference_value.dtype] * max(1.0, float(np.max(np.abs(reference_value),
-                                                                     initial=0.0)))
-    diff = float(np.max(np.abs(fast_value - reference_value), initial=0.0))
-    assert diff <= tol, f"{what}: fast and textbook tiers differ by {diff:.3g} > {tol:.3g}"
 
 
 def in_both_tiers(run):
@@ -66,7 +51,7 @@ def assert_tiers_agree(run):
     fast_result, reference_result = in_both_tiers(run)
     assert fast_result.keys() == reference_result.keys()
     for name in reference_result:
-        assert_same(fast_result[name], reference_result[name], name)
+        assert_close(fast_result[name], reference_result[name], name)
 
 
 def forward_backward(layer, inputs, dout_seed=11, **kwargs):
@@ -158,7 +143,7 @@ def test_attention_self_and_cross_paths_of_the_fast_tier_agree(dtype):
         separate = forward_backward(layer, (x, x, x))
     separate["dinput0"] = separate.pop("dinput0") + separate.pop("dinput1") + separate.pop("dinput2")
     for name in fused:
-        assert_same(fused[name], separate[name], name)
+        assert_close(fused[name], separate[name], name)
 
 
 VIT_CONFIGS = {
@@ -211,10 +196,10 @@ def test_block_first_tokens_are_the_first_rows_of_the_full_block(float64, first_
     with fast.enabled(True):
         first = block_forward_first_tokens(block, x, first_tokens)
         dx = block_backward_first_tokens(block, dout, first_tokens)
-    assert_same(first, full[:, :first_tokens], "out")
-    assert_same(dx, expected_dx, "dx")
+    assert_close(first, full[:, :first_tokens], "out")
+    assert_close(dx, expected_dx, "dx")
     for name, _, grad in block.parameters():
-        assert_same(grad, expected_grads[name], name)
+        assert_close(grad, expected_grads[name], name)
 
 
 OPTIMIZER_CONFIGS = {

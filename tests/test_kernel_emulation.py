@@ -15,19 +15,16 @@ import pytest
 from cs_vit import backend, fast
 from cs_vit.fast import cuda_kernels
 from cs_vit.layers import MultiHeadAttention, no_grad
-from tests.kernel_checks import assert_close, check_loss_kernel, check_softmax_kernels
+from tests.fast_checks import assert_close, check_loss_kernel, check_softmax_kernels, randn
 from tests.kernel_emulation import compiler, emulated_kernel
 
 pytestmark = pytest.mark.skipif(compiler() is None, reason="needs a C++ compiler")
+
 
 @pytest.fixture
 def kernels_on_the_cpu(monkeypatch):
     """cuda_kernels launches the emulated kernels, on NumPy arrays."""
     monkeypatch.setattr(cuda_kernels, "_raw_kernel", emulated_kernel)
-
-
-def randn(seed, *shape, dtype=np.float64):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 def attention_formula(q, k, v):

@@ -1,7 +1,8 @@
 # cs-vit: instructor-only (tests of the fast tier, which the student release leaves out)
-"""Checks of the fast tier's kernels that run on either array library: on the GPU's
-kernels (``tests/test_fast_gpu.py``) and on their CPU emulation
-(``tests/test_kernel_emulation.py``). Each takes its arrays from the caller.
+"""Helpers shared by the fast tier's tests: the tolerance of a comparison with the
+textbook tier (``tests/test_fast_tier.py``), and kernel checks that run on either array
+library, on the GPU's kernels (``tests/test_fast_gpu.py``) and on their CPU emulation
+(``tests/test_kernel_emulation.py``). Each check takes its arrays from the caller.
 """
 import numpy as np
 import pytest
@@ -14,13 +15,20 @@ from cs_vit.layers import softmax_cross_entropy
 TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 
 
+def randn(seed, *shape, dtype=np.float64):
+    """Standard normal NumPy samples of ``shape`` in ``dtype``, from ``seed``."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
 def assert_close(value, reference, what):
-    """Same shape and dtype, and within TOLERANCE of ``reference``'s largest magnitude."""
+    """Same shape and dtype, and within TOLERANCE of ``reference``'s largest magnitude
+    (NumPy or CuPy arrays, or numbers)."""
     value, reference = backend.to_numpy(value), backend.to_numpy(reference)
-    assert value.shape == reference.shape and value.dtype == reference.dtype, what
+    assert value.shape == reference.shape, (what, value.shape, reference.shape)
+    assert value.dtype == reference.dtype, (what, value.dtype, reference.dtype)
     tol = TOLERANCE[reference.dtype] * max(1.0, float(np.max(np.abs(reference), initial=0.0)))
     diff = float(np.max(np.abs(value - reference), initial=0.0))
-    assert diff <= tol, f"{what}: differs by {diff:.3g} > {tol:.3g}"
+    assert diff <= tol, f"{what}: differs from the reference by {diff:.3g} > {tol:.3g}"
 
 
 def check_softmax_kernels(scores, dattn):

@@ -14,7 +14,7 @@ from cs_vit import backend, fast
 from cs_vit.fast import cublas, cuda_kernels
 from cs_vit.fast.captured import StaticForward, StaticTrainStep
 from cs_vit.fast.cublas import matmul
-from cs_vit.layers import GELU, LayerNorm, MultiHeadAttention, no_grad
+from cs_vit.layers import GELU, MLP, LayerNorm, MultiHeadAttention, no_grad
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import clip_grad_norm, make_optimizer
 from cs_vit.optim.clipping import EPS
@@ -164,6 +164,25 @@ def test_gelu_kernel_equals_the_textbook_gelu(dtype):
             results.append((layer.forward(x), layer.backward(dout)))
     assert_close(results[0][0], results[1][0], "gelu")
     assert_close(results[0][1], results[1][1], "gelu backward")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_inference_mlp_writes_its_gelu_over_fc1s_output(dtype, monkeypatch):
+    x = gpu_randn(0, 4, 9, 16, dtype=dtype)
+    with backend.precision(dtype):
+        layer = MLP(16, 32).eval()
+    written_over, kernel = [], cuda_kernels.gelu
+
+    def watched_gelu(x, derivative, out=None):
+        written_over.append(out is x)
+        return kernel(x, derivative, out)
+    monkeypatch.setattr(cuda_kernels, "gelu", watched_gelu)
+    results = []
+    for on in (True, False):
+        with fast.enabled(on), no_grad():
+            results.append(layer.forward(x))
+    assert_close(results[0], results[1], "MLP")
+    assert written_over == [True]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -22,7 +22,7 @@ from cs_vit.fast.reductions import mean_last, sum_leading
 from cs_vit.fast.row_blocks import BLOCK_ELEMENTS, row_blocks
 from cs_vit.fast.vit import block_backward_first_tokens, block_forward_first_tokens
 from cs_vit.layers import (
-    GELU, LayerNorm, Linear, MultiHeadAttention, TransformerEncoderBlock, no_grad,
+    GELU, MLP, LayerNorm, Linear, MultiHeadAttention, TransformerEncoderBlock, no_grad,
     softmax_cross_entropy,
 )
 from cs_vit.models import VisionTransformer
@@ -111,6 +111,39 @@ def test_gelu(leading, dtype, training, approximate):
     layer = GELU(approximate).train(training)
     x = randn(0, *leading, 6, dtype=dtype) * 3
     assert_tiers_agree(lambda: forward_backward(layer, (x,)))
+
+
+@SMALL_SHAPES
+@given(leading=ROWS, dtype=DTYPES, training=st.booleans(), keeping=st.booleans(),
+       dropout=st.sampled_from([0.0, 0.3]), approximate=st.sampled_from(["none", "tanh"]))
+def test_mlp(leading, dtype, training, keeping, dropout, approximate):
+    """In training, eval and no_grad(), where inference writes GELU over fc1's output."""
+    layer = randomized(lambda: MLP(6, 12, dropout), dtype).train(training)
+    layer.act.approximate = approximate
+    x = randn(0, *leading, 6, dtype=dtype)
+    if keeping:
+        assert_tiers_agree(lambda: forward_backward(layer, (x,)))
+        return
+
+    def infer():
+        with no_grad():
+            return {"out": layer.forward(x)}
+    assert_tiers_agree(infer)
+
+
+def test_inference_mlp_holds_one_hidden_sized_array():
+    """Inside no_grad() GELU overwrites fc1's output: tracemalloc's peak is that array and
+    the output (plus GELU's cache-sized blocks), not two hidden-sized arrays."""
+    layer = MLP(32, 128).eval()
+    x = randn(0, 256, 65, 32, dtype=np.float32)
+    hidden_bytes = x.size * 4 * 4
+    with fast.enabled(True), no_grad():
+        tracemalloc.start()
+        out = layer.forward(x)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 1.5 * hidden_bytes, (peak, hidden_bytes)
+    assert out.shape == x.shape and layer.act.x is None
 
 
 @SMALL_SHAPES
@@ -405,6 +438,18 @@ def test_float32_gelu_handles_blocks_and_non_finite_values():
         out, _ = gelu_float32(x)
     np.testing.assert_array_equal(out[:3], [np.inf, np.nan, np.nan])  # as x * Phi(x)
     np.testing.assert_allclose(out[3:], exact_gelu(x[3:])[0], atol=1e-6)
+
+
+def test_float32_gelu_writes_over_its_input_when_asked():
+    x = randn(2, 3, 70_001, dtype=np.float32)  # several blocks
+    expected = gelu_float32(x, derivative=False)[0]
+    out, dgelu = gelu_float32(x, derivative=False, out=x)
+    assert out.base is x and dgelu is None
+    np.testing.assert_array_equal(x, expected)
+    with pytest.raises(ValueError, match="without the derivative"):
+        gelu_float32(x, derivative=True, out=x)
+    with pytest.raises(ValueError, match="C-contiguous array of x's shape"):
+        gelu_float32(x[:, ::2], derivative=False, out=x[:, ::2])
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 7), (2, 3, 7)])

@@ -5,7 +5,8 @@ Each kernel's CUDA source, compiled as C++, must give the textbook formula's num
 the streamed attention of inference, the softmax over the keys and its backward, the
 loss. With the kernels standing in for the GPU's, the fast attention layer must equal
 the textbook layer, in training and inside ``no_grad()``, where it must hold no array
-the size of the scores. Skipped without a C++ compiler.
+the size of the scores; a whole ViT's inference on that path must hold at most six
+token-sized arrays at once. Skipped without a C++ compiler.
 """
 import tracemalloc
 
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 
 from cs_vit import backend, fast
-from cs_vit.fast import cuda_kernels
+from cs_vit.fast import attention, cuda_kernels, row_blocks
 from cs_vit.layers import MultiHeadAttention, no_grad
+from cs_vit.models import VisionTransformer
 from tests.fast_checks import assert_close, check_loss_kernel, check_softmax_kernels, randn
 from tests.kernel_emulation import compiler, emulated_kernel
 
@@ -181,3 +183,37 @@ def test_inference_attention_on_the_gpu_path_holds_no_scores(gpu_code_path):
     qkv, context, scores = N * T * 3 * D * 4, N * T * D * 4, N * heads * T * T * 4
     assert peak < qkv + context + scores // 2, (peak, qkv, context, scores)
     assert out.shape == (N, T, D) and gpu_code_path == ["attention_context"] * 2
+
+
+@pytest.fixture
+def streamed_attention_on_the_cpu(monkeypatch):
+    """The fast attention takes inference's GPU kernel (emulated) on NumPy arrays, under the
+    same conditions as on the GPU; every other layer keeps its CPU code."""
+    uses_streamed_attention = attention.uses_streamed_attention
+
+    def as_if_on_the_gpu(*args):
+        with monkeypatch.context() as patch:
+            patch.setattr(cuda_kernels, "on_gpu", lambda *arrays: True)
+            return uses_streamed_attention(*args)
+    monkeypatch.setattr(attention, "uses_streamed_attention", as_if_on_the_gpu)
+    monkeypatch.setattr(cuda_kernels, "_raw_kernel", emulated_kernel)
+
+
+def test_vit_inference_on_the_gpu_path_holds_at_most_six_token_arrays(
+        streamed_attention_on_the_cpu, monkeypatch):
+    """Beyond the parameters and the batch, at most six (N, T, D) arrays at once: in each
+    block's attention its input, the normed tokens, q/k/v (three) and the context; in its
+    MLP the input, the new tokens, the normed tokens and the hidden layer (two, GELU written
+    over fc1's output), then the output (one less than a separate GELU output would hold)."""
+    monkeypatch.setattr(row_blocks, "BLOCK_ELEMENTS", 256)  # the CPU's GELU temporaries: tiny
+    model = VisionTransformer(image_size=32, patch_size=4, in_channels=3, num_classes=10,
+                              embed_dim=128, depth=2, num_heads=4, mlp_dim=256).eval()
+    images = randn(0, 8, 3, 32, 32, dtype=np.float32)
+    with fast.enabled(True), no_grad():
+        model.forward(images)  # compiles the kernel before the measurement
+        tracemalloc.start()
+        model.forward(images)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    token_array = images.shape[0] * 65 * 128 * 4
+    assert peak < 6.5 * token_array, peak / token_array

@@ -330,11 +330,16 @@ def _elementwise(name):
     raise KeyError(name)
 
 
-def gelu(x, derivative):
-    """(gelu(x), gelu'(x) if ``derivative`` else None) with the exact CDF, in one launch."""
+def gelu(x, derivative, out=None):
+    """(gelu(x), gelu'(x) if ``derivative`` else None) with the exact CDF, in one launch.
+
+    ``out`` (without the derivative) receives gelu(x); it may be ``x`` itself, as each
+    element is read before it is written.
+    """
     if derivative:
         return _elementwise("gelu_with_derivative")(x)
-    return _elementwise("gelu")(x), None
+    kernel = _elementwise("gelu")
+    return (kernel(x) if out is None else kernel(x, out)), None  # CuPy takes no None for out
 
 
 def l2_norm_into(x, out):

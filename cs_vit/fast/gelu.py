@@ -7,6 +7,10 @@ that. The exact CDF comes from ``gelu_float32`` for float32 NumPy arrays (SciPy'
 float32 erf works one element at a time in double precision) and, on CuPy, from
 one kernel that computes gelu(x) and gelu'(x) together (``cuda_kernels.gelu``).
 The tanh approximation and float64 NumPy arrays use the textbook code.
+
+In inference the MLP's GELU writes its output over fc1's (``mlp_forward``): nothing
+else reads fc1's output, so the pass holds one hidden-sized array there, not two
+(with the GPU's attention storing no scores, the MLP was inference's largest moment).
 """
 from __future__ import annotations
 
@@ -16,16 +20,18 @@ from cs_vit.fast import cuda_kernels
 from cs_vit.fast.gelu_float32 import gelu_float32
 from cs_vit.layers.activations import GELU
 from cs_vit.layers.base import keep, keeping
+from cs_vit.layers.mlp import MLP
 
 
-def exact_gelu(x, derivative):
+def exact_gelu(x, derivative, out=None):
     """(gelu(x), gelu'(x) if ``derivative`` else None) with the exact CDF.
 
-    For float32 NumPy arrays and CuPy arrays (see ``_is_faster``).
+    For float32 NumPy arrays and CuPy arrays (see ``_is_faster``). ``out``, without
+    the derivative, receives gelu(x) and may be ``x`` itself (C-contiguous).
     """
     if cuda_kernels.on_gpu(x):
-        return cuda_kernels.gelu(x, derivative)
-    return gelu_float32(x, derivative)
+        return cuda_kernels.gelu(x, derivative, out)
+    return gelu_float32(x, derivative, out)
 
 
 def gelu_forward(self, x):
@@ -51,9 +57,30 @@ def gelu_backward(self, dout):
     return dout * self.dgelu
 
 
+def gelu_over_input(layer, x):
+    """``layer(x)`` (a GELU) written over ``x``, in a pass that keeps nothing for backward:
+    the caller owns ``x`` and reads it no more. Elsewhere (the tanh approximation, float64
+    NumPy arrays, a non-contiguous x) the layer's own forward, into a new array."""
+    if keeping() or not _is_faster(layer, x) or not x.flags.c_contiguous:
+        return layer(x)
+    check_float_array(x, "x", "GELU")
+    layer.x, layer.dgelu = None, None  # what gelu_forward keeps when nothing is kept
+    return exact_gelu(x, derivative=False, out=x)[0]
+
+
+def mlp_forward(self, x):
+    """Same contract as ``MLP.forward``; in inference GELU overwrites fc1's output."""
+    if keeping():
+        return MLP.forward.reference(self, x)
+    check_float_array(x, "x", "MLP")
+    hidden = gelu_over_input(self.act, self.fc1(x))  # fc1's output is the pass's own
+    return self.drop2(self.fc2(self.drop1(hidden)))
+
+
 def _is_faster(layer, x):
     """Whether this tier has a faster path for ``x``: the exact GELU, float32 or on CuPy."""
     return layer.approximate == "none" and (x.dtype == xp.float32 or cuda_kernels.on_gpu(x))
 
 
-REPLACEMENTS = {GELU.forward: gelu_forward, GELU.backward: gelu_backward}
+REPLACEMENTS = {GELU.forward: gelu_forward, GELU.backward: gelu_backward,
+                MLP.forward: mlp_forward}

@@ -24,20 +24,30 @@ _TAIL_P = _ERFC_P / math.sqrt(2.0)
 _TAIL_A = tuple(a * math.sqrt(math.pi / 2.0) for a in _ERFC_A)
 
 
-def gelu_float32(x, derivative=True):
+def gelu_float32(x, derivative=True, out=None):
     """``x * Phi(x)`` (the normal CDF) and, if asked, gelu'(x) of a float32 NumPy array; ~5x faster.
 
     Returns (out, dgelu), dgelu None if not asked; both within 3e-7 * max(1, |x|)
     of the plain computation. SciPy's float32 ``erf`` works one element at a time
     in double precision; this evaluates formula 7.1.26 with whole-array float32
     operations, block by block so that the temporaries stay in the CPU cache.
+    ``out`` (without the derivative), a C-contiguous array shaped as ``x``, receives
+    gelu(x); it may be ``x`` itself: each block is read before it is written.
     """
     flat = xp.ascontiguousarray(x).reshape(-1)
-    out = xp.empty_like(flat)
+    out = xp.empty_like(flat) if out is None else _flat_output(out, x, derivative)
     dgelu = xp.empty_like(flat) if derivative else None
     for block in row_blocks(flat):
         _gelu_block_float32(flat[block], out[block], dgelu[block] if derivative else None)
     return out.reshape(x.shape), None if dgelu is None else dgelu.reshape(x.shape)
+
+
+def _flat_output(out, x, derivative):
+    """``out`` as the flat array that ``gelu_float32`` writes into, checked."""
+    if derivative or out.shape != x.shape or not out.flags.c_contiguous:
+        raise ValueError(f"gelu_float32's out must be a C-contiguous array of x's shape "
+                         f"{x.shape}, without the derivative; got shape {out.shape}")
+    return out.reshape(-1)
 
 
 def _gelu_block_float32(x, out, dgelu):

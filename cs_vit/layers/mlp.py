@@ -6,6 +6,7 @@ from cs_vit.layers.activations import GELU
 from cs_vit.layers.base import Layer
 from cs_vit.layers.dropout import Dropout
 from cs_vit.layers.linear import Linear
+from cs_vit.tiers import replaceable
 
 
 class MLP(Layer):
@@ -23,6 +24,7 @@ class MLP(Layer):
         self.fc2 = Linear(hidden_dim, dim)
         self.drop2 = Dropout(dropout)
 
+    @replaceable
     def forward(self, x):
         """x: (..., dim) -> out: (..., dim)."""
         check_float_array(x, "x", "MLP")

@@ -22,7 +22,7 @@ from cs_vit.fast.reductions import mean_last, sum_leading
 from cs_vit.fast.row_blocks import BLOCK_ELEMENTS, row_blocks
 from cs_vit.fast.vit import block_backward_first_tokens, block_forward_first_tokens
 from cs_vit.layers import (
-    GELU, MLP, LayerNorm, Linear, MultiHeadAttention, TransformerEncoderBlock, no_grad,
+    GELU, MLP, LayerNorm, Linear, MultiHeadAttention, ReLU, TransformerEncoderBlock, no_grad,
     softmax_cross_entropy,
 )
 from cs_vit.models import VisionTransformer
@@ -129,6 +129,17 @@ def test_mlp(leading, dtype, training, keeping, dropout, approximate):
         with no_grad():
             return {"out": layer.forward(x)}
     assert_tiers_agree(infer)
+
+
+def test_inference_mlp_with_another_activation_runs_that_activation():
+    layer = MLP(6, 12).eval()
+    layer.act = ReLU()
+    x = randn(0, 4, 6, dtype=np.float32)
+    with fast.enabled(True), no_grad():
+        out = layer.forward(x)
+    hidden = np.maximum(x @ layer.fc1.params["weight"].T + layer.fc1.params["bias"], 0)
+    expected = hidden @ layer.fc2.params["weight"].T + layer.fc2.params["bias"]
+    assert_close(out, expected, "out")
 
 
 def test_inference_mlp_holds_one_hidden_sized_array():

@@ -59,9 +59,11 @@ def gelu_backward(self, dout):
 
 def gelu_over_input(layer, x):
     """``layer(x)`` (a GELU) written over ``x``, in a pass that keeps nothing for backward:
-    the caller owns ``x`` and reads it no more. Elsewhere (the tanh approximation, float64
-    NumPy arrays, a non-contiguous x) the layer's own forward, into a new array."""
-    if keeping() or not _is_faster(layer, x) or not x.flags.c_contiguous:
+    the caller owns ``x`` and reads it no more. Elsewhere (another activation, the tanh
+    approximation, float64 NumPy arrays, a non-contiguous x) the layer's own forward,
+    into a new array."""
+    if (keeping() or type(layer) is not GELU or not _is_faster(layer, x)
+            or not x.flags.c_contiguous):
         return layer(x)
     check_float_array(x, "x", "GELU")
     layer.x, layer.dgelu = None, None  # what gelu_forward keeps when nothing is kept

@@ -6,6 +6,8 @@ breaks wastes scarce time), so these tests only check that every side builds, tr
 infers and reports: a batch of 4, one call each, no timing.
 """
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -84,3 +86,13 @@ def test_the_other_bench_scripts_import_or_at_least_compile(bench):
     for name in ("gpu_call_overhead", "gpu_capture_probe"):  # they import CuPy at once
         path = BENCH / f"{name}.py"
         compile(path.read_text(), str(path), "exec")
+
+
+def test_gpu_check_script_parses_and_every_file_it_runs_exists():
+    """bench/gpu_check.sh is only ever run on a lent GPU: a syntax error or a renamed
+    script would cost that machine's time, so both are caught here."""
+    script = BENCH / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    named = set(re.findall(r"\b((?:bench|tests)/[\w/]+\.py)\b", script.read_text()))
+    assert {"bench/compare_torch.py", "tests/test_fast_gpu.py"} <= named
+    assert [path for path in sorted(named) if not (BENCH.parent / path).exists()] == []

@@ -8,9 +8,7 @@ import pytest
 from cs_vit.layers import Linear, no_grad
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import make_optimizer
-
-TINY = dict(image_size=8, patch_size=4, in_channels=3, num_classes=5, embed_dim=8, depth=2,
-            num_heads=2, mlp_dim=16)
+from tests.test_no_grad import TINY
 
 
 def gradient_buffers_made(model):

@@ -186,7 +186,7 @@ def test_inference_attention_on_the_gpu_path_holds_no_scores(gpu_code_path):
 
 
 @pytest.fixture
-def streamed_attention_on_the_cpu(monkeypatch):
+def streamed_attention_on_the_cpu(kernels_on_the_cpu, monkeypatch):
     """The fast attention takes inference's GPU kernel (emulated) on NumPy arrays, under the
     same conditions as on the GPU; every other layer keeps its CPU code."""
     uses_streamed_attention = attention.uses_streamed_attention
@@ -196,7 +196,6 @@ def streamed_attention_on_the_cpu(monkeypatch):
             patch.setattr(cuda_kernels, "on_gpu", lambda *arrays: True)
             return uses_streamed_attention(*args)
     monkeypatch.setattr(attention, "uses_streamed_attention", as_if_on_the_gpu)
-    monkeypatch.setattr(cuda_kernels, "_raw_kernel", emulated_kernel)
 
 
 def test_vit_inference_on_the_gpu_path_holds_at_most_six_token_arrays(

@@ -34,7 +34,22 @@ class FlatParameters:
 
     def views(self, buffer):
         """{name: the view of ``buffer`` (shaped like the parameter) for each parameter}."""
-        return {name: buffer[span].reshape(shape) for name, (span, shape) in self.spans.items()}
+        return _views(buffer, self.spans)
+
+
+def _spans(names, arrays):
+    """{name: (slice, shape)}: where each of ``arrays`` lies when they are laid end to end
+    in one 1-D buffer, in order."""
+    spans, offset = {}, 0
+    for name, a in zip(names, arrays):
+        spans[name] = (slice(offset, offset + a.size), a.shape)
+        offset += a.size
+    return spans
+
+
+def _views(buffer, spans):
+    """{name: the view of the 1-D ``buffer`` that ``spans`` gives that name}."""
+    return {name: buffer[span].reshape(shape) for name, (span, shape) in spans.items()}
 
 
 def flatten_parameters(model):
@@ -50,12 +65,9 @@ def flatten_parameters(model):
     dtypes = {str(a.dtype) for a in arrays}
     if len(dtypes) > 1:
         raise TypeError(f"flatten_parameters needs one dtype for all parameters, got {sorted(dtypes)}")
-    spans, offset = {}, 0
-    for (name, _, _), value in zip(slots, arrays):
-        spans[name] = (slice(offset, offset + value.size), value.shape)
-        offset += value.size
-    dtype = arrays[0].dtype
-    flat = FlatParameters(xp.empty(offset, dtype), xp.zeros(offset, dtype), spans)
+    spans = _spans([name for name, _, _ in slots], arrays)
+    size, dtype = sum(a.size for a in arrays), arrays[0].dtype
+    flat = FlatParameters(xp.empty(size, dtype), xp.zeros(size, dtype), spans)
     values, grads = flat.views(flat.values), flat.views(flat.grads)
     for name, layer, key in slots:
         values[name][...] = layer.params[key]
@@ -121,18 +133,8 @@ def flat_zero_state(self):
     base = shared_buffer(values)
     if base is None:
         return Optimizer._zero_state.reference(self)
-    names = [name for name, _, _ in self.params]
-    return {buffer: dict(zip(names, _tiled_like(values, xp.zeros_like(base))))
-            for buffer in self.buffers}
-
-
-def _tiled_like(arrays, buffer):
-    """Views of the 1-D ``buffer`` shaped like ``arrays``, laid end to end as they are."""
-    views, offset = [], 0
-    for a in arrays:
-        views.append(buffer[offset:offset + a.size].reshape(a.shape))
-        offset += a.size
-    return views
+    spans = _spans([name for name, _, _ in self.params], values)
+    return {buffer: _views(xp.zeros_like(base), spans) for buffer in self.buffers}
 
 
 def _decay_mask(optimizer):

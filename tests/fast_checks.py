@@ -1,13 +1,15 @@
 # cs-vit: instructor-only (tests of the fast tier, which the student release leaves out)
-"""Helpers shared by the fast tier's tests: the tolerance of a comparison with the
-textbook tier (``tests/test_fast_tier.py``), and kernel checks that run on either array
-library, on the GPU's kernels (``tests/test_fast_gpu.py``) and on their CPU emulation
-(``tests/test_kernel_emulation.py``). Each check takes its arrays from the caller.
+"""Helpers shared by the fast tier's tests: a run in both tiers and the tolerance of
+their comparison, the peak of memory traced during a call, and kernel checks that run on
+either array library, on the GPU's kernels (``tests/test_fast_gpu.py``) and on their CPU
+emulation (``tests/test_kernel_emulation.py``). Each check takes its arrays from the caller.
 """
+import tracemalloc
+
 import numpy as np
 import pytest
 
-from cs_vit import backend
+from cs_vit import backend, fast
 from cs_vit.backend import get_array_module
 from cs_vit.fast import cuda_kernels
 from cs_vit.layers import softmax_cross_entropy
@@ -29,6 +31,26 @@ def assert_close(value, reference, what):
     tol = TOLERANCE[reference.dtype] * max(1.0, float(np.max(np.abs(reference), initial=0.0)))
     diff = float(np.max(np.abs(value - reference), initial=0.0))
     assert diff <= tol, f"{what}: differs from the reference by {diff:.3g} > {tol:.3g}"
+
+
+def in_both_tiers(run):
+    """[``run()`` on the fast tier, ``run()`` on the textbook tier], each from the same seed."""
+    results = []
+    for on in (True, False):
+        backend.seed(7)
+        with fast.enabled(on):
+            results.append(run())
+    return results
+
+
+def traced_peak(run):
+    """(``run()``, the peak of bytes that tracemalloc traced while it ran)."""
+    tracemalloc.start()
+    try:
+        result = run()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def check_softmax_kernels(scores, dattn):

@@ -19,7 +19,7 @@ from cs_vit.models import VisionTransformer
 from cs_vit.optim import clip_grad_norm, make_optimizer
 from cs_vit.optim.clipping import EPS
 from tests.fast_checks import (
-    TOLERANCE, assert_close, check_loss_kernel, check_softmax_kernels, randn,
+    TOLERANCE, assert_close, check_loss_kernel, check_softmax_kernels, in_both_tiers, randn,
 )
 from tests.test_gpu import (
     DIGIT_MODEL, SMALL_VIT, _gpu_available, adamw_on_both_backends, digit_solver, digits,
@@ -134,12 +134,10 @@ def test_inference_attention_kernel_equals_the_textbook_attention(monkeypatch, d
     launches, kernel = [], cuda_kernels.attention_context
     monkeypatch.setattr(cuda_kernels, "attention_context",
                         lambda *arrays: launches.append(1) or kernel(*arrays))
-    results = []
-    for on in (True, False):
-        with fast.enabled(on), no_grad():
-            results.append(layer.forward(*args))
+    with no_grad():
+        fast_out, textbook_out = in_both_tiers(lambda: layer.forward(*args))
     assert launches == [1]
-    assert_close(results[0], results[1], "attention output")
+    assert_close(fast_out, textbook_out, "attention output")
 
 
 def test_fast_vit_inference_on_the_gpu_equals_the_textbook_vit_on_numpy_in_float64(float64):
@@ -177,11 +175,9 @@ def test_inference_mlp_writes_its_gelu_over_fc1s_output(dtype, monkeypatch):
         written_over.append(out is x)
         return kernel(x, derivative, out)
     monkeypatch.setattr(cuda_kernels, "gelu", watched_gelu)
-    results = []
-    for on in (True, False):
-        with fast.enabled(on), no_grad():
-            results.append(layer.forward(x))
-    assert_close(results[0], results[1], "MLP")
+    with no_grad():
+        fast_out, textbook_out = in_both_tiers(lambda: layer.forward(x))
+    assert_close(fast_out, textbook_out, "MLP")
     assert written_over == [True]
 
 

@@ -7,7 +7,6 @@ forward and backward, training and eval mode, inside and outside ``no_grad()``,
 float64 to 1e-10 and float32 to 1e-5 (relative to the largest value).
 """
 import math
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -28,22 +27,12 @@ from cs_vit.layers import (
 from cs_vit.models import VisionTransformer
 from cs_vit.optim import AdamW, clip_grad_norm, make_optimizer
 from cs_vit.solvers import ClassificationSolverViT
-from tests.fast_checks import assert_close, randn
+from tests.fast_checks import assert_close, in_both_tiers, randn, traced_peak
 from tests.gradcheck import randomize_parameters
 
 TINY = dict(image_size=8, patch_size=4, in_channels=3, num_classes=5, embed_dim=8, depth=2,
             num_heads=2, mlp_dim=16)
 SMALL_SHAPES = settings(max_examples=15, deadline=None)
-
-
-def in_both_tiers(run):
-    """``run()`` on the fast tier and on the textbook tier, each from the same seed."""
-    results = []
-    for on in (True, False):
-        backend.seed(7)
-        with fast.enabled(on):
-            results.append(run())
-    return results
 
 
 def assert_tiers_agree(run):
@@ -149,10 +138,7 @@ def test_inference_mlp_holds_one_hidden_sized_array():
     x = randn(0, 256, 65, 32, dtype=np.float32)
     hidden_bytes = x.size * 4 * 4
     with fast.enabled(True), no_grad():
-        tracemalloc.start()
-        out = layer.forward(x)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        out, peak = traced_peak(lambda: layer.forward(x))
     assert peak < 1.5 * hidden_bytes, (peak, hidden_bytes)
     assert out.shape == x.shape and layer.act.x is None
 
@@ -311,12 +297,7 @@ def test_fast_optimizer_state_is_one_flat_buffer_per_state():
 def test_fast_optimizer_makes_its_state_once_and_scratch_only_at_its_first_step():
     model = VisionTransformer(**MID_VIT)
     with fast.enabled(True):
-        tracemalloc.start()
-        try:
-            optimizer = make_optimizer("adamw", model, 0.01)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        optimizer, peak = traced_peak(lambda: make_optimizer("adamw", model, 0.01))
         # Two parameter-sized buffers (values, gradients) and one per state; no per-parameter
         # state made first and thrown away, no scratch space before the first step.
         assert peak < (2 + len(optimizer.buffers) + 0.5) * optimizer.flat.values.nbytes

@@ -8,8 +8,6 @@ the textbook layer, in training and inside ``no_grad()``, where it must hold no 
 the size of the scores; a whole ViT's inference on that path must hold at most six
 token-sized arrays at once. Skipped without a C++ compiler.
 """
-import tracemalloc
-
 import numpy as np
 import pytest
 
@@ -17,7 +15,9 @@ from cs_vit import backend, fast
 from cs_vit.fast import attention, cuda_kernels, row_blocks
 from cs_vit.layers import MultiHeadAttention, no_grad
 from cs_vit.models import VisionTransformer
-from tests.fast_checks import assert_close, check_loss_kernel, check_softmax_kernels, randn
+from tests.fast_checks import (
+    assert_close, check_loss_kernel, check_softmax_kernels, in_both_tiers, randn, traced_peak,
+)
 from tests.kernel_emulation import compiler, emulated_kernel
 
 pytestmark = pytest.mark.skipif(compiler() is None, reason="needs a C++ compiler")
@@ -142,10 +142,7 @@ def test_fast_attention_with_its_gpu_kernels_equals_the_textbook_attention(
     x = randn(0, 3, 6, 16)
     args = (x,) if queries == "all" else (x[:, :1], x)
     dout = randn(1, 3, 6 if queries == "all" else 1, 16)
-    with fast.enabled(False):
-        expected = run_attention(layer, args, dout, keeping)
-    with fast.enabled(True):
-        got = run_attention(layer, args, dout, keeping)
+    got, expected = in_both_tiers(lambda: run_attention(layer, args, dout, keeping))
     for i, (value, reference) in enumerate(zip(got, expected)):
         assert_close(value, reference, f"output {i}")
     assert gpu_code_path == (["softmax_keys_first", "softmax_backward_keys_first"] if keeping
@@ -159,13 +156,10 @@ def test_no_grad_in_training_mode_keeps_the_attention_dropout(gpu_code_path):
     with backend.precision(np.float64):
         layer = MultiHeadAttention(16, 2, dropout=0.5).train()
     x = randn(0, 3, 6, 16)
-    results = []
-    for on in (False, True):
-        backend.seed(0)
-        with fast.enabled(on), no_grad():
-            results.append(layer.forward(x))
+    with no_grad():
+        fast_out, textbook_out = in_both_tiers(lambda: layer.forward(x))
     assert gpu_code_path == ["softmax_keys_first"]
-    assert_close(results[1], results[0], "output")
+    assert_close(fast_out, textbook_out, "output")
 
 
 def test_inference_attention_on_the_gpu_path_holds_no_scores(gpu_code_path):
@@ -176,10 +170,7 @@ def test_inference_attention_on_the_gpu_path_holds_no_scores(gpu_code_path):
     x = randn(0, N, T, D, dtype=np.float32)
     with fast.enabled(True), no_grad():
         layer.forward(x)  # compiles the kernel before the measurement
-        tracemalloc.start()
-        out = layer.forward(x)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        out, peak = traced_peak(lambda: layer.forward(x))
     qkv, context, scores = N * T * 3 * D * 4, N * T * D * 4, N * heads * T * T * 4
     assert peak < qkv + context + scores // 2, (peak, qkv, context, scores)
     assert out.shape == (N, T, D) and gpu_code_path == ["attention_context"] * 2
@@ -210,9 +201,6 @@ def test_vit_inference_on_the_gpu_path_holds_at_most_six_token_arrays(
     images = randn(0, 8, 3, 32, 32, dtype=np.float32)
     with fast.enabled(True), no_grad():
         model.forward(images)  # compiles the kernel before the measurement
-        tracemalloc.start()
-        model.forward(images)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        _, peak = traced_peak(lambda: model.forward(images))
     token_array = images.shape[0] * 65 * 128 * 4
     assert peak < 6.5 * token_array, peak / token_array
